@@ -1,0 +1,27 @@
+"""Errors a learner can read: one line, no stack trace needed to understand them."""
+from __future__ import annotations
+
+
+class TLCoreError(Exception):
+    """Base of every error tlcore raises on purpose. `str(err)` is one user-facing line."""
+
+
+class DatasetError(TLCoreError):
+    """The data cannot be used as given (bad archive, too few classes, no readable images, ...)."""
+
+
+class DownloadRequired(TLCoreError):
+    """Something must be downloaded first and the network (or the file) is not there."""
+
+    def __init__(self, what: str, source: str, detail: str = "") -> None:
+        self.what, self.source = what, source
+        extra = f" ({detail})" if detail else ""
+        super().__init__(f"{what} needs a download from {source} and it is not available offline{extra}")
+
+
+class PlanError(TLCoreError, ValueError):
+    """An invalid plan. `field` names the plan field at fault so a UI can show it beside the control."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field, self.message = field, message
+        super().__init__(f"{field}: {message}")

@@ -1,0 +1,68 @@
+"""Model specs and the one network shape the engine trains: ordered layer groups, then a head."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+import torch
+from torch import nn
+
+HeadKind = Literal["linear", "mlp"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the engine and the model card need to know about one zoo entry.
+
+    `groups` lists the layer groups bottom -> top as (name, module paths in the torchvision model,
+    in forward order). A path may also be one of the stand-ins "@flatten" / "@relu" for a functional
+    op of the original forward (e.g. ResNet's torch.flatten) so that running the groups in order
+    reproduces the original network exactly. The last group ends with a flat feature vector of
+    `feature_dim` values; `head` is the path of the original classifier our head replaces.
+    """
+
+    name: str
+    family: str
+    title: str
+    build: Callable[[], nn.Module]               # bare architecture, random weights, ImageNet head
+    groups: tuple[tuple[str, tuple[str, ...]], ...]
+    head: str
+    feature_dim: int
+    weights: Any = None                          # torchvision WeightsEnum member, or None (shipped file)
+    load_shipped: Callable[[nn.Module], None] | None = None  # loads a file a package ships
+    input_size: int = 224
+    min_input_size: int = 32
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    meta: dict[str, Any] = field(default_factory=dict)  # params, top1, file_size_mb, depth, categories
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        return tuple(g for g, _ in self.groups)
+
+
+class Network(nn.Module):
+    """A backbone cut into ordered layer groups, plus a head.
+
+    `features(x, start, stop)` runs groups[start:stop]; the engine uses it to compute a frozen
+    prefix once and train only what follows.
+    """
+
+    def __init__(self, groups: "OrderedDict[str, nn.Module]", head: nn.Module, feature_dim: int) -> None:
+        super().__init__()
+        self.groups = nn.ModuleDict(groups)
+        self.head = head
+        self.feature_dim = feature_dim
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        return tuple(self.groups.keys())
+
+    def features(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        for g in list(self.groups.values())[start:stop]:
+            x = g(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))

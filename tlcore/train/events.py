@@ -1,0 +1,99 @@
+"""What a run tells the world, as it happens. One list of small frozen dataclasses.
+
+Events carry plain numbers and strings (never tensors) so a sink can be `list.append`, the run
+store, or a JSON line. Every run ends with exactly one `RunEnded`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Union
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    plan: dict[str, Any]           # Plan.to_dict()
+    device: str                    # "cuda:0 (NVIDIA H100)", "cpu (2 threads)", ...
+    trainable_params: int
+    frozen_params: int
+    groups: tuple[str, ...]        # layer group names, bottom -> top ("" for pixel_svm)
+    train_size: int
+    val_size: int
+    classes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """Work that is not a training step (decoding, feature extraction, SVM fit), with progress."""
+    name: str                      # "features", "svm", ...
+    done: int
+    total: int
+    cache_hit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    epoch: int                     # 0-based
+    step: int                      # global, 0-based
+    total_steps: int
+    loss: float
+    lrs: tuple[float, ...]         # learning rate per layer group in the optimiser, bottom -> top, head last
+    images_per_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Unfrozen:
+    epoch: int                     # the epoch that first trains this group
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class EpochEnded:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_acc: float
+    confusion: tuple[tuple[int, ...], ...]   # rows: true class, columns: predicted class
+    precision: tuple[float, ...]
+    recall: tuple[float, ...]
+    f1: tuple[float, ...]
+    macro_f1: float
+    trainable_groups: tuple[str, ...]
+    seconds: float                 # wall time of this epoch
+    images_per_s: float
+    feature_cache_hit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnded:
+    status: Literal["finished", "stopped", "failed"]
+    message: str = ""
+    seconds: float = 0.0
+
+
+Event = Union[RunStarted, Phase, Step, Unfrozen, EpochEnded, RunEnded]
+Emit = Callable[[Event], None]
+EVENT_TYPES: dict[str, type] = {t.__name__: t for t in (RunStarted, Phase, Step, Unfrozen, EpochEnded, RunEnded)}
+
+
+def to_dict(event: Event) -> dict[str, Any]:
+    """JSON-ready dict with a `type` key."""
+    d = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+    return {"type": type(event).__name__, **d}
+
+
+def _tuplify(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tuplify(v) for v in value)
+    return value
+
+
+def from_dict(d: dict[str, Any]) -> Event:
+    """Inverse of `to_dict` (JSON turns tuples into lists; they come back as tuples)."""
+    cls = EVENT_TYPES[d["type"]]
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in d:
+            v = d[f.name]
+            kwargs[f.name] = v if f.name == "plan" else _tuplify(v)
+    return cls(**kwargs)

@@ -1,0 +1,173 @@
+"""The plan: a validated, serialisable description of one run. Nothing changes a plan once made."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from ..errors import PlanError
+
+Strategy = Literal["feature_extractor", "fine_tune_top", "fine_tune_all", "gradual_unfreeze", "scratch", "pixel_svm"]
+Head = Literal["linear", "mlp", "logreg", "linear_svm"]
+Optimizer = Literal["adamw", "sgd"]
+Schedule = Literal["constant", "stlr", "cosine", "one_cycle"]
+BNPolicy = Literal["frozen", "train"]
+DeviceChoice = Literal["auto", "cpu", "cuda", "mps"]
+
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+HEADS: tuple[str, ...] = get_args(Head)
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
+MAX_IMAGE_SIZE = 512
+
+
+@dataclass(frozen=True)
+class Plan:
+    # data
+    dataset: str = "digits"
+    dataset_path: str = ""            # folder / zip for dataset="folder"
+    per_class: int | None = None      # training images per class (None: all)
+    imbalance: float = 1.0            # largest / smallest class size in the training split (1: balanced)
+    image_size: int = 0               # side in pixels fed to the model (0: the model's default)
+    augment: bool = False             # random resized crop + flip, on the device
+    # model and strategy
+    model: str = "efficientnet_lite0"
+    strategy: Strategy = "feature_extractor"
+    head: Head = "linear"
+    top_groups: int = 1               # fine_tune_top: how many groups from the top train
+    bn: BNPolicy = "frozen"           # frozen: BN in frozen groups stays in inference mode; train: its affine params train
+    # optimisation
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 1e-3                  # the top group's (and head's) peak learning rate
+    optimizer: Optimizer = "adamw"
+    momentum: float = 0.9             # SGD only
+    weight_decay: float = 1e-4
+    factor: float = 2.6               # discriminative rates: each group lr / factor below the one above
+    schedule: Schedule = "stlr"
+    cut_frac: float = 0.1             # STLR: fraction of steps spent warming up
+    ratio: float = 32.0               # STLR: peak lr / lowest lr
+    warmup_frac: float = 0.0          # cosine: linear warm-up fraction
+    # run
+    seed: int = 0
+    device: DeviceChoice = "auto"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # --- serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Plan":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise PlanError(unknown[0], "is not a plan field")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Plan":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise PlanError("plan", f"is not valid JSON ({e.msg})") from None
+        if not isinstance(d, dict):
+            raise PlanError("plan", "must be a JSON object")
+        return cls.from_dict(d)
+
+    def replace(self, **changes: Any) -> "Plan":
+        return dataclasses.replace(self, **changes)
+
+    # --- derived values ------------------------------------------------------------------------
+    @property
+    def pretrained(self) -> bool:
+        return self.strategy not in ("scratch", "pixel_svm")
+
+    @property
+    def uses_network(self) -> bool:
+        return self.strategy != "pixel_svm"
+
+    def resolved_image_size(self) -> int:
+        if self.image_size:
+            return self.image_size
+        from ..models import MODELS
+        return MODELS[self.model].input_size
+
+
+def _check_type(plan: Plan, name: str, types: tuple[type, ...]) -> None:
+    v = getattr(plan, name)
+    if isinstance(v, bool) and bool not in types:
+        raise PlanError(name, f"must be a number, not {v!r}")
+    if not isinstance(v, types):
+        raise PlanError(name, f"must be of type {'/'.join(t.__name__ for t in types)}, not {type(v).__name__}")
+
+
+def _choice(plan: Plan, name: str, options: tuple[str, ...]) -> None:
+    v = getattr(plan, name)
+    if v not in options:
+        raise PlanError(name, f"unknown {name} {v!r}; choose one of {', '.join(options)}")
+
+
+def _validate(p: Plan) -> None:
+    from ..data import DATASETS
+    from ..models import MODELS
+
+    for name in ("epochs", "batch_size", "top_groups", "seed", "image_size"):
+        _check_type(p, name, (int,))
+    for name in ("lr", "imbalance", "momentum", "weight_decay", "factor", "cut_frac", "ratio", "warmup_frac"):
+        _check_type(p, name, (int, float))
+        if not math.isfinite(getattr(p, name)):
+            raise PlanError(name, "must be a finite number")
+    if p.per_class is not None:
+        _check_type(p, "per_class", (int,))
+    _check_type(p, "augment", (bool,))
+
+    if p.dataset not in DATASETS:
+        raise PlanError("dataset", f"unknown dataset {p.dataset!r}; choose one of {', '.join(sorted(DATASETS))}")
+    if p.dataset == "folder" and not p.dataset_path:
+        raise PlanError("dataset_path", "the folder dataset needs a path to a directory or .zip of class folders")
+    if p.model not in MODELS:
+        raise PlanError("model", f"unknown model {p.model!r}; choose one of {', '.join(sorted(MODELS))}")
+    _choice(p, "strategy", STRATEGIES)
+    _choice(p, "head", HEADS)
+    _choice(p, "optimizer", get_args(Optimizer))
+    _choice(p, "schedule", SCHEDULES)
+    _choice(p, "bn", get_args(BNPolicy))
+    _choice(p, "device", get_args(DeviceChoice))
+
+    spec = MODELS[p.model]
+    n_groups = len(spec.groups)
+    if not 1 <= p.epochs <= 1000:
+        raise PlanError("epochs", "must be between 1 and 1000")
+    if not 1 <= p.batch_size <= 4096:
+        raise PlanError("batch_size", "must be between 1 and 4096")
+    if not 0 < p.lr <= 1.0:
+        raise PlanError("lr", f"must be above 0 and at most 1 (got {p.lr}); typical values are 1e-4 to 1e-2")
+    if p.per_class is not None and p.per_class < 2:
+        raise PlanError("per_class", "needs at least 2 images per class")
+    if p.imbalance < 1:
+        raise PlanError("imbalance", "is the largest class over the smallest, so it must be at least 1")
+    if p.image_size and not spec.min_input_size <= p.image_size <= MAX_IMAGE_SIZE:
+        raise PlanError("image_size", f"{spec.title} takes images from {spec.min_input_size} to {MAX_IMAGE_SIZE} px, not {p.image_size}")
+    if p.factor < 1:
+        raise PlanError("factor", "must be at least 1 (1 turns discriminative rates off)")
+    if not 0 < p.cut_frac < 1:
+        raise PlanError("cut_frac", "must be between 0 and 1")
+    if p.ratio < 1:
+        raise PlanError("ratio", "must be at least 1")
+    if not 0 <= p.warmup_frac < 1:
+        raise PlanError("warmup_frac", "must be at least 0 and below 1")
+    if not 0 <= p.momentum < 1:
+        raise PlanError("momentum", "must be at least 0 and below 1")
+    if not 0 <= p.weight_decay <= 1:
+        raise PlanError("weight_decay", "must be between 0 and 1")
+    if p.strategy == "fine_tune_top" and not 1 <= p.top_groups <= n_groups:
+        raise PlanError("top_groups", f"{spec.title} has {n_groups} layer groups; fine-tune between 1 and {n_groups}")
+    if p.head in ("logreg", "linear_svm") and p.strategy != "feature_extractor":
+        raise PlanError("head", f"a scikit-learn {p.head} head only works on frozen features (strategy feature_extractor)")
