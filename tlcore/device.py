@@ -1,0 +1,64 @@
+"""One device policy for the whole engine: CUDA (bf16 autocast, channels_last), MPS, else CPU."""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class DevicePolicy:
+    device: torch.device
+    amp_dtype: torch.dtype | None      # autocast dtype, None for fp32
+    channels_last: bool
+    name: str                          # for people: "cuda:0 (NVIDIA H100 80GB HBM3)", "cpu (2 threads)"
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+
+def _cpu_threads() -> int:
+    # All physical cores; hyper-threads rarely help convolutions and a busy host hates oversubscription.
+    env = os.environ.get("TLCORE_CPU_THREADS")
+    return int(env) if env else max(1, os.cpu_count() or 1)
+
+
+def pick(choice: str = "auto") -> DevicePolicy:
+    """The device a plan asked for, or the best one present for "auto"."""
+    from .errors import PlanError
+
+    if choice in ("auto", "cuda") and torch.cuda.is_available():
+        idx = torch.cuda.current_device()
+        bf16 = torch.cuda.is_bf16_supported()
+        # TF32 for the fp32 parts (loss, optimiser maths); bf16 autocast for the convolutions.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+        return DevicePolicy(torch.device("cuda", idx), torch.bfloat16 if bf16 else torch.float16, True,
+                            f"cuda:{idx} ({torch.cuda.get_device_name(idx)})")
+    if choice == "cuda":
+        raise PlanError("device", "CUDA was asked for but no NVIDIA GPU is available here")
+    mps = getattr(torch.backends, "mps", None)
+    if choice in ("auto", "mps") and mps is not None and mps.is_available():
+        return DevicePolicy(torch.device("mps"), None, False, "mps (Apple GPU)")
+    if choice == "mps":
+        raise PlanError("device", "MPS was asked for but this machine has no Apple GPU")
+    threads = _cpu_threads()
+    torch.set_num_threads(threads)
+    return DevicePolicy(torch.device("cpu"), None, False, f"cpu ({threads} threads)")
+
+
+def describe() -> str:
+    """What the Home page shows: the device a run would use."""
+    return pick("auto").name

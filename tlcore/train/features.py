@@ -1,0 +1,110 @@
+"""The frozen prefix, computed once: outputs of groups[:cut] cached in memory and on disk.
+
+Key = everything that determines the numbers (dataset and its options, model, weights, image
+size, cut). A second run with the same key skips the backbone entirely; that is what makes a
+linear probe take seconds. Stored as float16: ample precision for training a head on, half the bytes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..device import DevicePolicy
+from ..models.base import Network
+from ..paths import cache_dir
+from .pipeline import Preprocess
+
+FEATURE_VERSION = 1  # bump when the way features are computed changes
+
+
+def _budget_bytes() -> int:
+    return int(os.environ.get("TLCORE_FEATURE_CACHE_MB", "2048")) * 2**20
+
+
+def feature_key(identity: dict, cut: int) -> str:
+    blob = json.dumps({**identity, "cut": cut, "v": FEATURE_VERSION}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+class FeatureCache:
+    """Keyed LRU in memory (bounded by bytes) backed by .pt files; both survive across runs."""
+
+    def __init__(self, root: Path | None = None, budget_bytes: int | None = None) -> None:
+        self.root = Path(root) if root is not None else cache_dir() / "features"
+        self.budget = budget_bytes if budget_bytes is not None else _budget_bytes()
+        self._mem: "OrderedDict[str, tuple[torch.Tensor, torch.Tensor]]" = OrderedDict()
+
+    def get(self, key: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if key in self._mem:
+            self._mem.move_to_end(key)
+            return self._mem[key]
+        path = self.root / f"{key}.pt"
+        if path.exists():
+            try:
+                pair = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception:  # a torn or stale file is just a miss
+                return None
+            self._remember(key, (pair["train"], pair["val"]))
+            return self._mem[key]
+        return None
+
+    def put(self, key: str, train: torch.Tensor, val: torch.Tensor) -> None:
+        train, val = train.cpu(), val.cpu()
+        self._remember(key, (train, val))
+        if train.nbytes + val.nbytes <= self.budget:
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = self.root / f".{key}.{os.getpid()}.tmp"
+            torch.save({"train": train, "val": val}, tmp)
+            os.replace(tmp, self.root / f"{key}.pt")  # atomic: readers never see half a file
+
+    def _remember(self, key: str, pair: tuple[torch.Tensor, torch.Tensor]) -> None:
+        self._mem[key] = pair
+        self._mem.move_to_end(key)
+        while sum(a.nbytes + b.nbytes for a, b in self._mem.values()) > self.budget and len(self._mem) > 1:
+            self._mem.popitem(last=False)
+
+    def fits(self, n_images: int, per_image_numel: int) -> bool:
+        return n_images * per_image_numel * 2 <= self.budget
+
+
+@torch.no_grad()
+def compute_prefix(net: Network, images: torch.Tensor, cut: int, prep: Preprocess, policy: DevicePolicy,
+                   batch_size: int, progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """groups[:cut] applied to every image, in inference mode, returned as float16 on the CPU."""
+    out: list[torch.Tensor] = []
+    n = images.shape[0]
+    for start in range(0, n, batch_size):
+        x = prep(images[start:start + batch_size])
+        with policy.autocast():
+            f = net.features(x, 0, cut)
+        out.append(f.to("cpu", torch.float16))
+        if progress is not None:
+            progress(min(start + batch_size, n), n)
+    if policy.is_cuda:
+        torch.cuda.synchronize()
+    return torch.cat(out)
+
+
+def prefix_numel(net: Network, cut: int, prep: Preprocess) -> int:
+    """Values per image at the cut, found with one tiny forward pass."""
+    with torch.no_grad():
+        probe = torch.zeros(1, 3, prep.size, prep.size, dtype=torch.uint8)
+        return int(net.features(prep(probe), 0, cut).numel())
+
+
+# One cache per process, keyed by content: a second run in the same server reuses memory, a new
+# process reuses the disk files.
+_DEFAULT: dict[str, FeatureCache] = {}
+
+
+def default_cache() -> FeatureCache:
+    root = str(cache_dir() / "features")
+    if root not in _DEFAULT:
+        _DEFAULT[root] = FeatureCache(Path(root))
+    return _DEFAULT[root]

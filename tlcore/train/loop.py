@@ -1,0 +1,359 @@
+"""One run of a plan, top to bottom: data, network, frozen prefix, steps, evaluation, events.
+
+Speeds claimed for this loop come from `python -m tlcore.bench` (ratios against a plain
+DataLoader + torchvision-transforms loop measured in the same run).
+
+Every run ends with exactly one RunEnded event: finished, stopped (a stop request is honoured
+within one step and keeps what was done) or failed (with a message a student can act on).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data import ImageSplits, load_dataset
+from ..device import DevicePolicy, pick
+from ..errors import TLCoreError
+from ..metrics import confusion_matrix, report
+from ..models import MODELS, build_network
+from ..models.base import Network
+from . import sklearn_heads
+from .events import Emit, EpochEnded, Phase, RunEnded, RunStarted, Step, Unfrozen
+from .features import FeatureCache, compute_prefix, default_cache, feature_key, prefix_numel
+from .pipeline import Preprocess
+from .plan import Plan
+from .schedules import multiplier
+from .strategies import apply_cut, cut_schedule, discriminative_scales, frozen_prefix_is_fixed
+
+STEP_EVENT_INTERVAL_S = 0.25   # Step events are throttled: the UI redraws at ~1 Hz, the store need not see every step
+EVAL_BATCH = 256
+
+
+class _Stopped(Exception):
+    pass
+
+
+class _Failed(Exception):
+    pass
+
+
+@dataclass
+class _Source:
+    """What the trainable part eats: cached prefix outputs, or raw images that still need the prefix."""
+    train: torch.Tensor
+    val: torch.Tensor
+    cached: bool
+
+
+def train(plan: Plan, emit: Emit, should_stop: Callable[[], bool] = lambda: False,
+          artifact_dir: Path | None = None, *, feature_cache: FeatureCache | None = None) -> None:
+    """Execute `plan`, reporting through `emit`. Never raises for a failed run: it emits RunEnded."""
+    t0 = time.perf_counter()
+    try:
+        _Run(plan, emit, should_stop, artifact_dir, feature_cache or default_cache()).execute()
+    except _Stopped:
+        emit(RunEnded("stopped", "stopped on request; the epochs already finished are kept", time.perf_counter() - t0))
+        return
+    except _Failed as e:
+        emit(RunEnded("failed", str(e), time.perf_counter() - t0))
+        return
+    except TLCoreError as e:
+        emit(RunEnded("failed", str(e), time.perf_counter() - t0))
+        return
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        emit(RunEnded("failed", "the GPU ran out of memory: try a smaller batch size or image size",
+                      time.perf_counter() - t0))
+        return
+    except Exception as e:  # a bug, not the student's fault: say what happened, keep the trace
+        if artifact_dir is not None:
+            Path(artifact_dir).mkdir(parents=True, exist_ok=True)
+            (Path(artifact_dir) / "error.txt").write_text(traceback.format_exc())
+        emit(RunEnded("failed", f"internal error: {type(e).__name__}: {e}", time.perf_counter() - t0))
+        return
+    emit(RunEnded("finished", "", time.perf_counter() - t0))
+
+
+class _Run:
+    def __init__(self, plan: Plan, emit: Emit, should_stop: Callable[[], bool], artifact_dir: Path | None,
+                 cache: FeatureCache) -> None:
+        self.plan, self.emit, self.should_stop, self.cache = plan, emit, should_stop, cache
+        self.artifact_dir = Path(artifact_dir) if artifact_dir is not None else None
+
+    # --- setup ---------------------------------------------------------------------------------
+    def execute(self) -> None:
+        plan = self.plan
+        torch.manual_seed(plan.seed)
+        self.policy: DevicePolicy = pick(plan.device)
+        self.spec = MODELS[plan.model]
+        self.size = plan.resolved_image_size()
+        self.emit(Phase("data", 0, 1))
+        self.data: ImageSplits = load_dataset(plan.dataset, image_size=self.size, per_class=plan.per_class,
+                                              imbalance=plan.imbalance, seed=plan.seed,
+                                              path=plan.dataset_path or None)
+        self.emit(Phase("data", 1, 1))
+        if plan.strategy == "pixel_svm":
+            self._run_pixel_svm()
+        else:
+            self._run_network()
+
+    def _started(self, trainable: int, frozen: int, groups: tuple[str, ...]) -> None:
+        d = self.data
+        self.emit(RunStarted(self.plan.to_dict(), self.policy.name, trainable, frozen, groups,
+                             int(d.train_y.numel()), int(d.val_y.numel()), tuple(d.classes)))
+
+    # --- no network ----------------------------------------------------------------------------
+    def _run_pixel_svm(self) -> None:
+        self._started(0, 0, ())
+        t = time.perf_counter()
+        self.emit(Phase("svm", 0, 1))
+        pred, scores, _ = sklearn_heads.fit_predict(
+            "pixel_svm", sklearn_heads.pixel_features(self.data.train_x), self.data.train_y.numpy(),
+            sklearn_heads.pixel_features(self.data.val_x), self.plan.seed)
+        self.emit(Phase("svm", 1, 1))
+        self._finish_classical(pred, scores, time.perf_counter() - t, cache_hit=False)
+
+    def _finish_classical(self, pred: np.ndarray, scores: np.ndarray, seconds: float, cache_hit: bool) -> None:
+        n = int(self.data.train_y.numel())
+        self._epoch_ended(0, float("nan"), float("nan"), torch.as_tensor(pred), (), seconds, n / max(seconds, 1e-9),
+                          cache_hit)
+        prob = _as_probabilities(scores)
+        self._save({"kind": "sklearn"}, torch.as_tensor(pred), torch.as_tensor(prob))
+
+    # --- network strategies --------------------------------------------------------------------
+    def _run_network(self) -> None:
+        plan, policy = self.plan, self.policy
+        net = build_network(plan.model, self.data.num_classes, pretrained=plan.pretrained,
+                            head=plan.head if plan.head in ("linear", "mlp") else "linear")
+        net = net.to(policy.device, memory_format=policy.memory_format())
+        self.net = net
+        names = net.group_names
+        n = len(names)
+        cuts = cut_schedule(plan, n)
+        group_params = [sum(p.numel() for p in g.parameters()) for g in net.groups.values()]
+        head_params = sum(p.numel() for p in net.head.parameters())
+        lowest = min(cuts)
+        trainable = sum(group_params[lowest:]) + head_params
+        frozen = sum(group_params[:lowest])
+        if plan.head in ("logreg", "linear_svm"):
+            trainable, frozen = 0, sum(group_params)
+        self._started(trainable, frozen, names)
+        self.prep = Preprocess(self.size, self.spec.mean, self.spec.std, policy)
+
+        if plan.head in ("logreg", "linear_svm"):
+            apply_cut(net, n, plan.bn)
+            src = self._source(n)
+            t = time.perf_counter()
+            self.emit(Phase("classifier", 0, 1))
+            pred, scores, _ = sklearn_heads.fit_predict(plan.head, src.train.float().numpy(),
+                                                        self.data.train_y.numpy(), src.val.float().numpy(), plan.seed)
+            self.emit(Phase("classifier", 1, 1))
+            self._finish_classical(pred, scores, time.perf_counter() - t, cache_hit=self._last_hit)
+            return
+
+        scales = discriminative_scales(n, plan.factor)
+        params = [{"params": list(g.parameters()), "lr": plan.lr * s} for g, s in zip(net.groups.values(), scales)]
+        params.append({"params": list(net.head.parameters()), "lr": plan.lr})
+        if plan.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=plan.lr, momentum=plan.momentum, weight_decay=plan.weight_decay)
+        else:
+            opt = torch.optim.AdamW(params, lr=plan.lr, weight_decay=plan.weight_decay)
+
+        n_train = int(self.data.train_y.numel())
+        bs = min(plan.batch_size, n_train)
+        steps_per_epoch = _steps_per_epoch(n_train, bs)
+        total = steps_per_epoch * plan.epochs
+        gen = torch.Generator().manual_seed(plan.seed)
+        train_y = self.data.train_y.to(policy.device)
+        step = 0
+        prev_cut = n + 1
+        for epoch, cut in enumerate(cuts):
+            if epoch > 0 and cut < prev_cut and plan.strategy == "gradual_unfreeze":
+                for g in range(cut, min(prev_cut, n)):
+                    self.emit(Unfrozen(epoch, names[g]))
+            prev_cut = cut
+            apply_cut(net, cut, plan.bn)
+            src = self._source(cut)
+            t_epoch = time.perf_counter()
+            perm = torch.randperm(n_train, generator=gen)[: steps_per_epoch * bs].to(policy.device)
+            loss_sum = torch.zeros((), device=policy.device)
+            last_emit = 0.0
+            for i in range(steps_per_epoch):
+                if self.should_stop():
+                    self._save_model()
+                    raise _Stopped()
+                idx = perm[i * bs:(i + 1) * bs]
+                mult = multiplier(plan.schedule, step, total, cut_frac=plan.cut_frac, ratio=plan.ratio,
+                                  warmup_frac=plan.warmup_frac)
+                for pg, s in zip(opt.param_groups, scales):
+                    pg["lr"] = plan.lr * s * mult
+                logits = self._forward_train(src, idx, cut, gen)
+                with policy.autocast():
+                    loss = F.cross_entropy(logits.float(), train_y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += loss.detach()
+                now = time.perf_counter()
+                # Reading the loss syncs the GPU; do it only when we report (always on CPU: it is free there).
+                if not policy.is_cuda or now - last_emit >= STEP_EVENT_INTERVAL_S or i == steps_per_epoch - 1:
+                    value = float(loss.item())
+                    if not math.isfinite(value):
+                        raise _Failed(f"the loss became {value} at epoch {epoch + 1}, step {i + 1}: the learning rate "
+                                      f"({plan.lr:g}) is probably too high; try 10x lower")
+                    if now - last_emit >= STEP_EVENT_INTERVAL_S or i == steps_per_epoch - 1:
+                        lrs = tuple(pg["lr"] if gi >= cut or gi == n else 0.0 for gi, pg in enumerate(opt.param_groups))
+                        done = (i + 1) * bs
+                        self.emit(Step(epoch, step, total, value, lrs, done / max(now - t_epoch, 1e-9)))
+                        last_emit = now
+                step += 1
+            train_loss = float(loss_sum.item()) / steps_per_epoch
+            if not math.isfinite(train_loss):
+                raise _Failed(f"the loss became {train_loss} in epoch {epoch + 1}: the learning rate ({plan.lr:g}) "
+                              "is probably too high; try 10x lower")
+            seconds = time.perf_counter() - t_epoch
+            val_loss, pred, prob = self._evaluate(src, cut)
+            self._epoch_ended(epoch, train_loss, val_loss, pred, names[cut:], seconds,
+                              steps_per_epoch * bs / max(seconds, 1e-9), src.cached and self._last_hit)
+        self.last_pred, self.last_prob = pred, prob
+        self._save_model()
+
+    # --- data for the trainable part -----------------------------------------------------------
+    def _source(self, cut: int) -> _Source:
+        """Cached prefix outputs when the frozen part is fixed and they fit; raw images otherwise."""
+        plan, d = self.plan, self.data
+        self._last_hit = False
+        n_groups = len(self.net.group_names)
+        if frozen_prefix_is_fixed(plan, cut) and self.cache.fits(
+                len(d.train_y) + len(d.val_y), prefix_numel(self.net, cut, self.prep)):
+            key = feature_key(self._identity(), cut)
+            pair = self.cache.get(key)
+            self._last_hit = pair is not None
+            if pair is None:
+                total = len(d.train_y) + len(d.val_y)
+                batch = 256 if self.policy.is_cuda else 64
+                progress = lambda done, _n, off=0: self.emit(Phase("features", off + done, total))  # noqa: E731
+                tr = compute_prefix(self.net, d.train_x, cut, self.prep, self.policy, batch, progress)
+                va = compute_prefix(self.net, d.val_x, cut, self.prep, self.policy, batch,
+                                    lambda done, _n: self.emit(Phase("features", len(d.train_y) + done, total)))
+                self.cache.put(key, tr, va)
+                pair = (tr, va)
+            else:
+                self.emit(Phase("features", 1, 1, cache_hit=True))
+            dev = self.policy.device
+            dtype = torch.float32 if cut >= n_groups or not self.policy.is_cuda else torch.float16
+            return _Source(pair[0].to(dev, dtype), pair[1].to(dev, dtype), cached=True)
+        dev = self.policy.device
+        # Raw uint8 images go to the GPU once when they fit: batches are then gathered there.
+        fits = not self.policy.is_cuda or d.train_x.nbytes + d.val_x.nbytes < 4 * 2**30
+        where = dev if fits else torch.device("cpu")
+        return _Source(d.train_x.to(where), d.val_x.to(where), cached=False)
+
+    def _identity(self) -> dict:
+        p = self.plan
+        ident = {"dataset": p.dataset, "path": p.dataset_path, "per_class": p.per_class, "imbalance": p.imbalance,
+                 "seed": p.seed, "model": p.model, "pretrained": p.pretrained, "size": self.size,
+                 "n_train": int(self.data.train_y.numel()), "n_val": int(self.data.val_y.numel())}
+        if p.dataset_path:
+            path = Path(p.dataset_path)
+            if path.exists():
+                st = path.stat()
+                ident["path_stat"] = (st.st_mtime_ns, st.st_size)
+        return ident
+
+    def _forward_train(self, src: _Source, idx: torch.Tensor, cut: int, gen: torch.Generator) -> torch.Tensor:
+        net, policy = self.net, self.policy
+        if src.cached:
+            x = src.train[idx.to(src.train.device)].to(policy.device)
+        else:
+            x = self.prep(src.train[idx.to(src.train.device)], augment=self.plan.augment, generator=gen)
+            if cut > 0:
+                with torch.no_grad(), policy.autocast():
+                    x = net.features(x, 0, cut)
+        with policy.autocast():
+            return net.head(net.features(x, cut, None))
+
+    @torch.no_grad()
+    def _evaluate(self, src: _Source, cut: int) -> tuple[float, torch.Tensor, torch.Tensor]:
+        net, policy = self.net, self.policy
+        net.eval()
+        y = self.data.val_y.to(policy.device)
+        losses, preds, probs = [], [], []
+        for start in range(0, len(y), EVAL_BATCH):
+            sl = slice(start, start + EVAL_BATCH)
+            if src.cached:
+                x = src.val[sl].to(policy.device)
+                with policy.autocast():
+                    logits = net.head(net.features(x, cut, None)).float()
+            else:
+                x = self.prep(src.val[sl])
+                with policy.autocast():
+                    logits = net(x).float()
+            losses.append(F.cross_entropy(logits, y[sl], reduction="sum"))
+            p = logits.softmax(1)
+            conf, pred = p.max(1)
+            preds.append(pred)
+            probs.append(conf)
+        val_loss = float(torch.stack(losses).sum().item()) / max(len(y), 1)
+        return val_loss, torch.cat(preds).cpu(), torch.cat(probs).cpu()
+
+    # --- reporting -----------------------------------------------------------------------------
+    def _epoch_ended(self, epoch: int, train_loss: float, val_loss: float, pred: torch.Tensor,
+                     trainable: tuple[str, ...], seconds: float, ips: float, cache_hit: bool) -> None:
+        d = self.data
+        cm = confusion_matrix(d.val_y, pred, d.num_classes)
+        rep = report(cm, d.classes)
+        self.emit(EpochEnded(
+            epoch=epoch, train_loss=train_loss, val_loss=val_loss, val_acc=float(rep.accuracy),
+            confusion=tuple(tuple(int(v) for v in row) for row in cm),
+            precision=tuple(float(v) for v in rep.precision), recall=tuple(float(v) for v in rep.recall),
+            f1=tuple(float(v) for v in rep.f1), macro_f1=float(rep.macro["f1"]),
+            trainable_groups=tuple(trainable), seconds=seconds, images_per_s=ips, feature_cache_hit=cache_hit))
+
+    def _save_model(self) -> None:
+        if self.artifact_dir is None:
+            return
+        net = self.net
+        n = len(net.group_names)
+        # A frozen backbone is the published one: store only what this run changed.
+        whole = min(cut_schedule(self.plan, n)) < n
+        state = net.state_dict() if whole else {f"head.{k}": v for k, v in net.head.state_dict().items()}
+        self._save({"kind": "network" if whole else "head", "state_dict": {k: v.cpu() for k, v in state.items()}},
+                   getattr(self, "last_pred", None), getattr(self, "last_prob", None))
+
+    def _save(self, model: dict, pred: torch.Tensor | None, prob: torch.Tensor | None) -> None:
+        if self.artifact_dir is None:
+            return
+        self.artifact_dir.mkdir(parents=True, exist_ok=True)
+        if "state_dict" in model:
+            torch.save({**model, "plan": self.plan.to_dict(), "classes": list(self.data.classes)},
+                       self.artifact_dir / "model.pt")
+        if pred is not None:
+            torch.save({"pred": pred, "confidence": prob, "true": self.data.val_y}, self.artifact_dir / "predictions.pt")
+        (self.artifact_dir / "classes.json").write_text(json.dumps(list(self.data.classes)))
+
+
+def _steps_per_epoch(n: int, bs: int) -> int:
+    # Drop a last batch of one: BatchNorm cannot train on a single sample.
+    full, rest = divmod(n, bs)
+    return full + (1 if rest >= 2 else 0) if full else 1
+
+
+def _as_probabilities(scores: np.ndarray) -> np.ndarray:
+    """Confidence of the predicted class from predict_proba or decision scores (softmax of margins)."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim == 1:  # binary decision_function
+        s = np.stack([-s, s], axis=1)
+    if not np.allclose(s.sum(1), 1.0) or (s < 0).any():
+        s = np.exp(s - s.max(1, keepdims=True))
+        s /= s.sum(1, keepdims=True)
+    return s.max(1).astype(np.float32)

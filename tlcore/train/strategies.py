@@ -1,0 +1,60 @@
+"""What each strategy freezes, epoch by epoch, and how a frozen group behaves.
+
+A strategy is reduced to one number per epoch, the *cut*: groups below it are frozen, groups from
+it up train (with the head). Everything else (caching, optimiser groups, events) follows from it.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from ..models.base import Network
+from .plan import Plan
+
+
+def cut_schedule(plan: Plan, n_groups: int) -> tuple[int, ...]:
+    """Index of the lowest trainable group for each epoch (n_groups: only the head trains)."""
+    s = plan.strategy
+    if s == "feature_extractor":
+        return (n_groups,) * plan.epochs
+    if s == "fine_tune_top":
+        return (n_groups - plan.top_groups,) * plan.epochs
+    if s in ("fine_tune_all", "scratch"):
+        return (0,) * plan.epochs
+    if s == "gradual_unfreeze":
+        # ULMFiT: the head alone first, then one more group from the top each epoch.
+        return tuple(max(n_groups - e, 0) for e in range(plan.epochs))
+    raise ValueError(f"strategy {s!r} does not train a network")
+
+
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def apply_cut(net: Network, cut: int, bn_policy: str) -> None:
+    """Freeze groups below `cut`, make the rest trainable, and put every module in the right mode.
+
+    Frozen BatchNorm stays in inference mode under the "frozen" policy (Keras' rule: its running
+    statistics are ImageNet's and a small batch of new data would corrupt them). Under "train"
+    (fastai's default) BN's affine parameters keep learning inside frozen groups.
+    """
+    net.train()
+    for i, group in enumerate(net.groups.values()):
+        frozen = i < cut
+        group.requires_grad_(not frozen)
+        if frozen:
+            group.eval()
+            if bn_policy == "train":
+                for m in group.modules():
+                    if isinstance(m, _BN):
+                        m.train()
+                        m.requires_grad_(True)
+    net.head.requires_grad_(True)
+
+
+def frozen_prefix_is_fixed(plan: Plan, cut: int) -> bool:
+    """The frozen groups compute the same function every step, so their outputs can be cached."""
+    return cut > 0 and plan.bn == "frozen" and not plan.augment
+
+
+def discriminative_scales(n_groups: int, factor: float) -> tuple[float, ...]:
+    """LR multiplier per layer group (bottom -> top) and the head (last): head 1, each group below / factor."""
+    return tuple(factor ** -(n_groups - i) for i in range(n_groups)) + (1.0,)
