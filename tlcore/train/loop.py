@@ -55,32 +55,34 @@ class _Source:
 
 
 def train(plan: Plan, emit: Emit, should_stop: Callable[[], bool] = lambda: False,
-          artifact_dir: Path | None = None, *, feature_cache: FeatureCache | None = None) -> None:
-    """Execute `plan`, reporting through `emit`. Never raises for a failed run: it emits RunEnded."""
+          artifact_dir: Path | None = None, *, feature_cache: FeatureCache | None = None) -> Network | None:
+    """Execute `plan`, reporting through `emit`; return the trained network (None for pixel_svm or a failure).
+
+    Never raises for a failed run: it emits RunEnded("failed", message) instead.
+    """
     t0 = time.perf_counter()
+    run = _Run(plan, emit, should_stop, artifact_dir, feature_cache or default_cache())
     try:
-        _Run(plan, emit, should_stop, artifact_dir, feature_cache or default_cache()).execute()
+        run.execute()
     except _Stopped:
         emit(RunEnded("stopped", "stopped on request; the epochs already finished are kept", time.perf_counter() - t0))
-        return
-    except _Failed as e:
+        return getattr(run, "net", None)
+    except (_Failed, TLCoreError) as e:
         emit(RunEnded("failed", str(e), time.perf_counter() - t0))
-        return
-    except TLCoreError as e:
-        emit(RunEnded("failed", str(e), time.perf_counter() - t0))
-        return
+        return None
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
         emit(RunEnded("failed", "the GPU ran out of memory: try a smaller batch size or image size",
                       time.perf_counter() - t0))
-        return
+        return None
     except Exception as e:  # a bug, not the student's fault: say what happened, keep the trace
         if artifact_dir is not None:
             Path(artifact_dir).mkdir(parents=True, exist_ok=True)
             (Path(artifact_dir) / "error.txt").write_text(traceback.format_exc())
         emit(RunEnded("failed", f"internal error: {type(e).__name__}: {e}", time.perf_counter() - t0))
-        return
+        return None
     emit(RunEnded("finished", "", time.perf_counter() - t0))
+    return getattr(run, "net", None)
 
 
 class _Run:
