@@ -1,0 +1,168 @@
+"""The dataset registry and the one entry point, `load_dataset`."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from ..errors import DatasetError
+from ..paths import cache_dir, data_dir
+from .base import DatasetSpec, ImageSplits
+from .folder import load_folder
+from .sources import ANTS_BEES_URL, load_ants_bees, load_digits, load_torchvision
+from .splits import subsample
+
+DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register(spec: DatasetSpec) -> DatasetSpec:
+    if spec.name in DATASETS:
+        raise ValueError(f"dataset {spec.name!r} is already registered")
+    DATASETS[spec.name] = spec
+    return spec
+
+
+def _tv_offline(cls_name: str, splits) -> "callable":
+    def check(root: Path) -> bool:
+        from .sources import _tv_class
+        try:
+            for kw in splits or ({},):
+                _tv_class(cls_name)(root=str(root), download=False, **kw)
+            return True
+        except Exception:
+            return False
+    return check
+
+
+def _tv(name, cls_name, title, description, licence, classes, native, url, splits) -> None:
+    register(DatasetSpec(name, title, description, "torchvision", licence, tuple(classes), native, url,
+                         load=partial(load_torchvision, cls_name, title, url, splits),
+                         available_offline=_tv_offline(cls_name, splits)))
+
+
+register(DatasetSpec(
+    "digits", "Digits (8x8, bundled)", "1,797 tiny handwritten digits that ship with scikit-learn: works offline.",
+    "bundled", "BSD-3 (scikit-learn); UCI ML hand-written digits", tuple(str(i) for i in range(10)), 8, "",
+    load=load_digits, available_offline=lambda root: True))
+_TRAIN_TEST = ({"train": True}, {"train": False})
+_tv("mnist", "MNIST", "MNIST", "70,000 handwritten digits, 28x28 grey.", "CC BY-SA 3.0 (Y. LeCun, C. Cortes)",
+    [str(i) for i in range(10)], 28, "https://ossci-datasets.s3.amazonaws.com/mnist/", _TRAIN_TEST)
+_tv("fashion_mnist", "FashionMNIST", "Fashion-MNIST", "70,000 Zalando clothing photos in 10 classes, 28x28 grey.",
+    "MIT (Zalando Research)", ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                               "Bag", "Ankle boot"], 28,
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", _TRAIN_TEST)
+_tv("cifar10", "CIFAR10", "CIFAR-10", "60,000 small colour photos of 10 everyday classes, 32x32.",
+    "research use (A. Krizhevsky)", ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                                     "truck"], 32, "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", _TRAIN_TEST)
+_tv("svhn", "SVHN", "SVHN", "House numbers from Street View, 32x32 colour digits.", "non-commercial use (Stanford)",
+    [str(i) for i in range(10)], 32, "http://ufldl.stanford.edu/housenumbers/", ({"split": "train"}, {"split": "test"}))
+_tv("stl10", "STL10", "STL-10", "13,000 labelled 96x96 photos of 10 classes (ImageNet-like).", "research use (Stanford)",
+    ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"], 96,
+    "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz", ({"split": "train"}, {"split": "test"}))
+_tv("flowers102", "Flowers102", "Flowers-102", "102 kinds of British flowers, about 20 photos each for training.",
+    "research use (VGG, Oxford)", [], 0, "https://thor.robots.ox.ac.uk/datasets/flowers-102/",
+    ({"split": "train"}, {"split": "val"}))
+_tv("oxford_pets", "OxfordIIITPet", "Oxford-IIIT Pet", "37 cat and dog breeds, about 100 photos each.",
+    "CC BY-SA 4.0 (VGG, Oxford)", [], 0, "https://thor.robots.ox.ac.uk/datasets/pets/",
+    ({"split": "trainval"}, {"split": "test"}))
+_tv("eurosat", "EuroSAT", "EuroSAT", "27,000 Sentinel-2 satellite tiles of 10 land-use classes, 64x64: far from ImageNet.",
+    "MIT (P. Helber et al.)", ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture",
+                               "PermanentCrop", "Residential", "River", "SeaLake"], 64,
+    "https://huggingface.co/datasets/torchgeo/eurosat/", None)
+register(DatasetSpec(
+    "ants_bees", "Ants vs bees", "The classic PyTorch transfer-learning tutorial set: about 120 photos of each insect.",
+    "url", "research use (PyTorch tutorial, from ImageNet)", ("ants", "bees"), 0, ANTS_BEES_URL,
+    load=load_ants_bees, available_offline=lambda root: (Path(root) / "hymenoptera" / "hymenoptera_data").is_dir()))
+register(DatasetSpec(
+    "folder", "Your images", "A folder or .zip with one sub-folder of images per class (or train/ and val/ inside).",
+    "folder", "yours", (), 0, "", load=None, available_offline=lambda root: True))
+
+
+# --- loading with caches ---------------------------------------------------------------------------
+_MEMORY: "OrderedDict[str, ImageSplits]" = OrderedDict()   # keyed by content identity; a few entries
+_MEMORY_ENTRIES = 4
+
+
+def _identity(name: str, image_size: int, seed: int, val_fraction: float, path: Path | None) -> str:
+    ident: dict = {"name": name, "size": image_size, "seed": seed, "val": val_fraction, "v": 1}
+    if path is not None:
+        st = path.stat()
+        ident.update(path=str(path.resolve()), mtime=st.st_mtime_ns, bytes=st.st_size)
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _full(name: str, image_size: int, seed: int, val_fraction: float, root: Path, path: Path | None,
+          download: bool) -> ImageSplits:
+    """Whole train/val splits at the stored size, from memory, the disk cache, or the source."""
+    spec = DATASETS[name]
+    key = _identity(name, image_size, seed, val_fraction, path)
+    if key in _MEMORY:
+        _MEMORY.move_to_end(key)
+        return _MEMORY[key]
+    file = cache_dir() / "datasets" / f"{name}-{key}.pt"
+    splits = None
+    if spec.source != "bundled" and file.exists():
+        try:
+            splits = ImageSplits(**torch.load(file, weights_only=True))
+        except Exception:
+            splits = None  # a torn cache file is only a miss
+    if splits is None:
+        if name == "folder":
+            splits = load_folder(path, image_size=image_size, seed=seed, val_fraction=val_fraction)
+        elif spec.source == "bundled":
+            splits = spec.load(root, image_size, seed, val_fraction)
+        else:
+            splits = spec.load(root, image_size, seed, val_fraction, download=download)
+        if spec.source != "bundled":
+            file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = file.with_suffix(f".{os.getpid()}.tmp")
+            torch.save({k: getattr(splits, k) for k in ("train_x", "train_y", "val_x", "val_y", "classes", "name", "notes")}, tmp)
+            os.replace(tmp, file)  # atomic: nothing half-written
+    _MEMORY[key] = splits
+    while len(_MEMORY) > _MEMORY_ENTRIES:
+        _MEMORY.popitem(last=False)
+    return splits
+
+
+def load_dataset(name: str, *, image_size: int = 224, per_class: int | None = None, imbalance: float = 1.0,
+                 seed: int = 0, val_fraction: float = 0.2, root: Path | str | None = None,
+                 path: str | Path | None = None, download: bool = True) -> ImageSplits:
+    """Any registered dataset as ImageSplits. `per_class` and `imbalance` shape the training split
+    only, so runs with different options are scored on the same validation images."""
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if name == "folder" and not path:
+        raise DatasetError("the folder dataset needs a path to a directory or .zip")
+    full = _full(name, image_size, seed, val_fraction, Path(root) if root else data_dir(),
+                 Path(path) if path else None, download)
+    keep = subsample(full.train_y, full.num_classes, per_class, imbalance, seed)
+    if len(keep) == len(full.train_y):
+        return full
+    return ImageSplits(full.train_x[keep], full.train_y[keep], full.val_x, full.val_y, full.classes, full.name, full.notes)
+
+
+def class_counts(y: torch.Tensor, num_classes: int) -> list[int]:
+    return torch.bincount(torch.as_tensor(y), minlength=num_classes).tolist()
+
+
+def sample_grid(splits: ImageSplits, per_class: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to `per_class` training images of each class, for a preview grid."""
+    g = torch.Generator().manual_seed(seed)
+    picks = []
+    for c in range(splits.num_classes):
+        idx = torch.nonzero(splits.train_y == c).flatten()
+        picks.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
+    idx = torch.cat(picks)
+    return splits.train_x[idx], splits.train_y[idx]
+
+
+def dataset_rows(root: Path | str | None = None) -> list[dict]:
+    root = Path(root) if root else data_dir()
+    return [{"name": s.name, "title": s.title, "source": s.source, "classes": len(s.classes) or "?",
+             "native_px": s.native_size or "varies", "offline": "yes" if s.available_offline(root) else "needs download",
+             "licence": s.licence} for s in DATASETS.values()]
