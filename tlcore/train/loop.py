@@ -31,8 +31,8 @@ from .events import Emit, EpochEnded, Phase, RunEnded, RunStarted, Step, Unfroze
 from .features import FeatureCache, compute_prefix, default_cache, feature_key, prefix_numel
 from .pipeline import Preprocess
 from .plan import Plan
-from .schedules import multiplier
-from .strategies import apply_cut, cut_schedule, discriminative_scales, frozen_prefix_is_fixed
+from .schedules import group_lrs, multiplier
+from .strategies import apply_cut, cut_schedule, frozen_prefix_is_fixed
 
 STEP_EVENT_INTERVAL_S = 0.25   # Step events are throttled: the UI redraws at ~1 Hz, the store need not see every step
 EVAL_BATCH = 256
@@ -162,7 +162,8 @@ class _Run:
             self._finish_classical(pred, scores, time.perf_counter() - t, cache_hit=self._last_hit)
             return
 
-        scales = discriminative_scales(n, plan.factor)
+        # Discriminative rates: the head is the top "group"; each backbone group below gets 1/factor of the one above.
+        scales = group_lrs(1.0, n + 1, plan.factor)
         params = [{"params": list(g.parameters()), "lr": plan.lr * s} for g, s in zip(net.groups.values(), scales)]
         params.append({"params": list(net.head.parameters()), "lr": plan.lr})
         if plan.optimizer == "sgd":

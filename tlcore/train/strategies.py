@@ -54,7 +54,3 @@ def frozen_prefix_is_fixed(plan: Plan, cut: int) -> bool:
     """The frozen groups compute the same function every step, so their outputs can be cached."""
     return cut > 0 and plan.bn == "frozen" and not plan.augment
 
-
-def discriminative_scales(n_groups: int, factor: float) -> tuple[float, ...]:
-    """LR multiplier per layer group (bottom -> top) and the head (last): head 1, each group below / factor."""
-    return tuple(factor ** -(n_groups - i) for i in range(n_groups)) + (1.0,)

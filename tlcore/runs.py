@@ -1,0 +1,225 @@
+"""The persistent run store: SQLite (WAL, safe for many readers and one writer per run) plus an
+artifacts folder per run. The UI reads runs from here, never from a job object."""
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import TLCoreError
+from .paths import home_dir
+from .train import events as ev
+from .train.plan import Plan
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, created REAL NOT NULL, owner TEXT NOT NULL DEFAULT '', label TEXT NOT NULL DEFAULT '',
+    plan_json TEXT NOT NULL, status TEXT NOT NULL, message TEXT NOT NULL DEFAULT '', ended REAL,
+    val_acc REAL, macro_f1 REAL, seconds REAL, trainable_params INTEGER, epochs_done INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, json TEXT NOT NULL, PRIMARY KEY (run_id, seq));
+"""
+ACTIVE = ("queued", "running")
+
+
+class RunNotFound(TLCoreError, KeyError):
+    def __str__(self) -> str:
+        return f"no run with id {self.args[0]!r}"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    id: str
+    created: float
+    owner: str
+    label: str
+    strategy: str
+    model: str
+    dataset: str
+    status: str
+    val_acc: float | None
+    macro_f1: float | None
+    seconds: float | None
+    trainable_params: int | None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    created: float
+    owner: str
+    label: str
+    plan: Plan
+    status: str
+    message: str
+    events: tuple[Any, ...] = field(repr=False)
+
+    def _of(self, kind: type) -> list:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    @property
+    def started(self) -> ev.RunStarted | None:
+        s = self._of(ev.RunStarted)
+        return s[0] if s else None
+
+    @property
+    def epochs(self) -> list[ev.EpochEnded]:
+        return self._of(ev.EpochEnded)
+
+    @property
+    def steps(self) -> list[ev.Step]:
+        return self._of(ev.Step)
+
+    @property
+    def unfrozen(self) -> list[ev.Unfrozen]:
+        return self._of(ev.Unfrozen)
+
+    @property
+    def phases(self) -> list[ev.Phase]:
+        return self._of(ev.Phase)
+
+    @property
+    def ended(self) -> ev.RunEnded | None:
+        e = self._of(ev.RunEnded)
+        return e[-1] if e else None
+
+    @property
+    def last_epoch(self) -> ev.EpochEnded | None:
+        e = self.epochs
+        return e[-1] if e else None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def name(self) -> str:
+        """What people call this run: its label, or strategy · model · dataset."""
+        return self.label or f"{self.plan.strategy} · {self.plan.model} · {self.plan.dataset} ({self.id[-4:]})"
+
+
+class RunStore:
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root is not None else home_dir()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.db = self.root / "runs.sqlite"
+        self._local = threading.local()
+        with self._conn() as c:
+            c.executescript(_SCHEMA)
+
+    # One connection per thread: sqlite3 connections must not cross threads; WAL lets readers run
+    # while a run writes, busy_timeout absorbs the brief writer lock.
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.db, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def artifact_dir(self, run_id: str) -> Path:
+        return self.root / "artifacts" / run_id
+
+    def create(self, plan: Plan, *, owner: str = "", label: str = "") -> str:
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+        self._conn().execute("INSERT INTO runs (id, created, owner, label, plan_json, status) VALUES (?,?,?,?,?,?)",
+                             (run_id, time.time(), owner, label, plan.to_json(), "queued"))
+        d = self.artifact_dir(run_id)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "plan.json").write_text(plan.to_json())
+        return run_id
+
+    def append(self, run_id: str, event: ev.Event) -> None:
+        c = self._conn()
+        data = ev.to_dict(event)
+        with _transaction(c):
+            seq = c.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM events WHERE run_id=?", (run_id,)).fetchone()[0]
+            c.execute("INSERT INTO events VALUES (?,?,?,?)", (run_id, seq, data["type"], json.dumps(data)))
+            if isinstance(event, ev.RunStarted):
+                c.execute("UPDATE runs SET status='running', trainable_params=? WHERE id=?",
+                          (event.trainable_params, run_id))
+            elif isinstance(event, ev.EpochEnded):
+                c.execute("UPDATE runs SET val_acc=?, macro_f1=?, epochs_done=epochs_done+1 WHERE id=?",
+                          (event.val_acc, event.macro_f1, run_id))
+            elif isinstance(event, ev.RunEnded):
+                c.execute("UPDATE runs SET status=?, message=?, ended=?, seconds=? WHERE id=?",
+                          (event.status, event.message, time.time(), event.seconds, run_id))
+
+    def _row(self, run_id: str) -> sqlite3.Row:
+        c = self._conn()
+        c.row_factory = sqlite3.Row
+        row = c.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFound(run_id)
+        return row
+
+    def status(self, run_id: str) -> str:
+        return self._row(run_id)["status"]
+
+    def load(self, run_id: str, *, with_steps: bool = True) -> Run:
+        row = self._row(run_id)
+        q = "SELECT json FROM events WHERE run_id=? " + ("" if with_steps else "AND type != 'Step' ") + "ORDER BY seq"
+        events = tuple(ev.from_dict(json.loads(j)) for (j,) in self._conn().execute(q, (run_id,)))
+        return Run(row["id"], row["created"], row["owner"], row["label"], Plan.from_json(row["plan_json"]),
+                   row["status"], row["message"], events)
+
+    def list(self, owner: str | None = None, limit: int = 200) -> list[RunSummary]:
+        c = self._conn()
+        c.row_factory = sqlite3.Row
+        where, args = ("WHERE owner=?", (owner,)) if owner is not None else ("", ())
+        rows = c.execute(f"SELECT * FROM runs {where} ORDER BY created DESC, id DESC LIMIT ?", (*args, limit))
+        out = []
+        for r in rows:
+            plan = json.loads(r["plan_json"])
+            out.append(RunSummary(r["id"], r["created"], r["owner"], r["label"], plan["strategy"], plan["model"],
+                                  plan["dataset"], r["status"], r["val_acc"], r["macro_f1"], r["seconds"],
+                                  r["trainable_params"], r["message"]))
+        return out
+
+    def delete(self, run_id: str) -> None:
+        self._row(run_id)
+        c = self._conn()
+        with _transaction(c):
+            c.execute("DELETE FROM events WHERE run_id=?", (run_id,))
+            c.execute("DELETE FROM runs WHERE id=?", (run_id,))
+        shutil.rmtree(self.artifact_dir(run_id), ignore_errors=True)
+
+    def compare(self, ids: list[str]) -> list[dict]:
+        rows = []
+        for run_id in ids:
+            r = self.load(run_id, with_steps=False)
+            last, started = r.last_epoch, r.started
+            rows.append({"run": r.name, "id": r.id, "strategy": r.plan.strategy, "model": r.plan.model,
+                         "dataset": r.plan.dataset, "status": r.status,
+                         "val_acc": last.val_acc if last else None, "macro_f1": last.macro_f1 if last else None,
+                         "trainable_params": started.trainable_params if started else None,
+                         "seconds": r.ended.seconds if r.ended else None})
+        return rows
+
+    def mark_interrupted(self) -> int:
+        """Runs a dead process left queued or running can never end: say so instead of spinning forever."""
+        msg = "interrupted: the server restarted before this run finished"
+        ids = [r for (r,) in self._conn().execute("SELECT id FROM runs WHERE status IN ('queued', 'running')")]
+        for run_id in ids:
+            self.append(run_id, ev.RunEnded("failed", msg))
+        return len(ids)
+
+
+class _transaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, *_: Any) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
