@@ -13,7 +13,9 @@ from torch import nn
 # (repeats, kernel, stride, expand ratio, in channels, out channels) per stage, as in the Lite0 file.
 STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
           (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
-BN_EPS, BN_MOMENTUM = 1e-3, 0.01
+# eps must match the TF training; momentum only shapes fine-tuning and PyTorch's 0.1 lets the running
+# statistics follow new data within a few epochs (TF's 0.01 would need hundreds).
+BN_EPS, BN_MOMENTUM = 1e-3, 0.1
 
 
 class SameConv2d(nn.Conv2d):

@@ -233,6 +233,13 @@ class _Run:
     # --- data for the trainable part -----------------------------------------------------------
     def _source(self, cut: int) -> _Source:
         """Cached prefix outputs when the frozen part is fixed and they fit; raw images otherwise."""
+        if getattr(self, "_src_cut", None) == cut:
+            return self._src
+        self._src = self._make_source(cut)
+        self._src_cut = cut
+        return self._src
+
+    def _make_source(self, cut: int) -> _Source:
         plan, d = self.plan, self.data
         self._last_hit = False
         n_groups = len(self.net.group_names)
