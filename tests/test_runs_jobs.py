@@ -27,7 +27,7 @@ def fake_train(plan, emit, should_stop, artifact_dir, gate: threading.Event | No
         if should_stop():
             emit(RunEnded("stopped", "stopped on request"))
             return
-        emit(Step(epoch, epoch, plan.epochs, 0.5, (0.0, 1e-3), 50.0))
+        emit(Step(epoch, epoch, plan.epochs, 1, 0.5, (0.0, 1e-3), 50.0))
         emit(_epoch(epoch, 0.5 + 0.1 * epoch))
     emit(RunEnded("finished", "", 3.0))
 
@@ -52,7 +52,7 @@ def test_readers_never_block_on_a_writing_run(tmp_path):
     def write():
         try:
             for i in range(300):
-                store.append(run_id, Step(0, i, 300, 0.1, (1e-3,), 1.0))
+                store.append(run_id, Step(0, i, 300, 300, 0.1, (1e-3,), 1.0))
         except Exception as e:  # pragma: no cover - the assertion below reports it
             errors.append(e)
 

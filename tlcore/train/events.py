@@ -36,6 +36,7 @@ class Step:
     epoch: int                     # 0-based
     step: int                      # global, 0-based
     total_steps: int
+    steps_per_epoch: int
     loss: float
     lrs: tuple[float, ...]         # learning rate per layer group in the optimiser, bottom -> top, head last
     images_per_s: float

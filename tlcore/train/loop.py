@@ -33,6 +33,7 @@ from .pipeline import Preprocess
 from .plan import Plan
 from .schedules import group_lrs, multiplier
 from .strategies import apply_cut, cut_schedule, frozen_prefix_is_fixed
+from .strategies import steps_per_epoch as steps_per_epoch_for
 
 STEP_EVENT_INTERVAL_S = 0.25   # Step events are throttled: the UI redraws at ~1 Hz, the store need not see every step
 EVAL_BATCH = 256
@@ -173,7 +174,7 @@ class _Run:
 
         n_train = int(self.data.train_y.numel())
         bs = min(plan.batch_size, n_train)
-        steps_per_epoch = _steps_per_epoch(n_train, bs)
+        steps_per_epoch = steps_per_epoch_for(n_train, bs)
         total = steps_per_epoch * plan.epochs
         gen = torch.Generator().manual_seed(plan.seed)
         train_y = self.data.train_y.to(policy.device)
@@ -215,8 +216,8 @@ class _Run:
                                       f"({plan.lr:g}) is probably too high; try 10x lower")
                     if now - last_emit >= STEP_EVENT_INTERVAL_S or i == steps_per_epoch - 1:
                         lrs = tuple(pg["lr"] if gi >= cut or gi == n else 0.0 for gi, pg in enumerate(opt.param_groups))
-                        done = (i + 1) * bs
-                        self.emit(Step(epoch, step, total, value, lrs, done / max(now - t_epoch, 1e-9)))
+                        done = min((i + 1) * bs, n_train)
+                        self.emit(Step(epoch, step, total, steps_per_epoch, value, lrs, done / max(now - t_epoch, 1e-9)))
                         last_emit = now
                 step += 1
             train_loss = float(loss_sum.item()) / steps_per_epoch
@@ -350,12 +351,6 @@ class _Run:
         if pred is not None:
             torch.save({"pred": pred, "confidence": prob, "true": self.data.val_y}, self.artifact_dir / "predictions.pt")
         (self.artifact_dir / "classes.json").write_text(json.dumps(list(self.data.classes)))
-
-
-def _steps_per_epoch(n: int, bs: int) -> int:
-    # Drop a last batch of one: BatchNorm cannot train on a single sample.
-    full, rest = divmod(n, bs)
-    return full + (1 if rest >= 2 else 0) if full else 1
 
 
 def _as_probabilities(scores: np.ndarray) -> np.ndarray:

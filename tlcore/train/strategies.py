@@ -54,3 +54,27 @@ def frozen_prefix_is_fixed(plan: Plan, cut: int) -> bool:
     """The frozen groups compute the same function every step, so their outputs can be cached."""
     return cut > 0 and plan.bn == "frozen" and not plan.augment
 
+
+
+def planned_lrs(plan: Plan, n_groups: int, steps_per_epoch: int):
+    """[steps, n_groups + 1] learning rates the run will use (head last); 0 where a group is frozen.
+
+    The Train page draws this before a run starts; the loop uses the same schedule and scales.
+    """
+    import numpy as np
+
+    from .schedules import curve
+
+    total = steps_per_epoch * plan.epochs
+    lrs = curve(plan.schedule, total, plan.lr, n_groups + 1, plan.factor, cut_frac=plan.cut_frac,
+                ratio=plan.ratio, warmup_frac=plan.warmup_frac)
+    cuts = np.repeat(np.array(cut_schedule(plan, n_groups)), steps_per_epoch)
+    frozen = np.arange(n_groups + 1)[None, :] < cuts[:, None]
+    return np.where(frozen, 0.0, lrs)
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    # Drop a last batch of one: BatchNorm cannot train on a single sample.
+    bs = min(batch_size, n_train)
+    full, rest = divmod(n_train, bs)
+    return full + (1 if rest >= 2 else 0) if full else 1

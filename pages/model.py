@@ -1,0 +1,50 @@
+import streamlit as st
+
+from tlcore import plots
+from tlcore.models import MODELS, model_card
+from ui import services, state, widgets
+
+services.owner()
+st.title("Model")
+st.markdown("""
+A CNN is a stack of layers. The bottom ones detect edges and colour blobs, which are useful for
+almost any image; the top ones respond to ImageNet's own classes (dog breeds, cars, cups). We cut
+each network into **layer groups** — the stem, then its stages — and decide group by group what to
+freeze and what to train. The last layer is always replaced by a new **head** for your classes.
+""")
+plan = state.plan()
+STATUS = {"bundled": "available offline (shipped)", "cached": "downloaded", "needs download": "needs a download"}
+names = list(MODELS)
+if not state.hidden("model"):
+    choice = st.selectbox("Pretrained CNN", names, index=names.index(plan.model),
+                          format_func=lambda n: f"{MODELS[n].title} — {STATUS[model_card(n)['status']]}",
+                          disabled=state.locked())
+    widgets.apply(model=choice)
+plan = state.plan()
+card = model_card(plan.model)
+c = st.columns(6)
+c[0].metric("Parameters", f"{card['params'] / 1e6:.1f} M")
+c[1].metric("Depth (conv + linear layers)", card["depth"])
+c[2].metric("ImageNet top-1", f"{card['top1']:.1f} %" if card["top1"] else "—")
+c[3].metric("Input size", f"{card['input_size']} px")
+c[4].metric("File size", f"{card['size_mb']:.0f} MB" if card["size_mb"] else "—")
+c[5].metric("Weights", STATUS[card["status"]])
+if card["status"] == "needs download":
+    st.warning(f"Training with this model first downloads its weights from {card['source']} "
+               "(into torch's usual cache). Offline, pick EfficientNet-Lite0.")
+
+left, right = st.columns([2, 3])
+with left:
+    names_, states = widgets.group_states(plan)
+    st.plotly_chart(plots.layer_stack(names_, states), key="stack")
+with right:
+    st.markdown(f"**Strategy now:** {widgets.STRATEGY_LABELS[plan.strategy]} (change it on the Train page).")
+    st.markdown("""
+- **frozen** — weights stay exactly as ImageNet left them; computed once and cached.
+- **trained** — updated from the first epoch.
+- **unfrozen later** — gradual unfreezing opens one more group from the top each epoch.
+- **not used** — the SVM baseline works on raw pixels, without the network.
+""")
+    st.caption("Random-init (train from scratch) uses the same architecture with random weights: "
+               "choose the *scratch* strategy on the Train page.")
+st.page_link("pages/train.py", label="Next: train →", icon="🏋️")

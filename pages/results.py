@@ -1,0 +1,86 @@
+import pandas as pd
+import streamlit as st
+
+from tlcore import plots
+from tlcore.metrics import most_confused, report
+from ui import results as ui_results, services, widgets
+
+services.owner()
+st.title("Results")
+st.markdown("""
+Accuracy alone hides which classes suffer. **Precision** asks: of the images the model called *cat*,
+how many were cats? **Recall** asks: of the real cats, how many did it find? **F1** combines them with
+the *harmonic* mean, which stays low unless both are high — the arithmetic mean would let a strong
+recall cover for a terrible precision. The gap between the two bars below shows how lopsided each
+class is.
+""")
+store = services.store()
+runs = [r for r in widgets.runs_mine_first() if r.val_acc is not None]
+if not runs:
+    st.info("No finished runs yet: start one on the Train page.")
+    st.stop()
+ids = [r.id for r in runs]
+default = st.session_state.get("run_id")
+chosen = st.selectbox("Run", ids, index=ids.index(default) if default in ids else 0,
+                      format_func=lambda i: widgets.run_label(next(r for r in runs if r.id == i)))
+run = store.load(chosen, with_steps=False)
+last = run.last_epoch
+classes = run.started.classes
+rep = report(last.confusion, classes)
+
+m = st.columns(4)
+m[0].metric("Validation accuracy", f"{rep.accuracy:.3f}")
+m[1].metric("Macro F1", f"{rep.macro['f1']:.3f}")
+m[2].metric("Weighted F1", f"{rep.weighted['f1']:.3f}")
+m[3].metric("Validation images", f"{int(rep.support.sum()):,}")
+for note in rep.notes:
+    st.caption("ℹ️ " + note)
+
+left, right = st.columns(2)
+with left:
+    normalise = st.toggle("Row-normalised (each true class sums to 1)")
+    event = st.plotly_chart(plots.confusion_heatmap(last.confusion, classes, normalise), key="cm",
+                            on_select="rerun", selection_mode="points")
+    st.caption("Click a cell to see the validation images behind it.")
+with right:
+    st.plotly_chart(plots.f1_vs_mean(rep), key="f1mean")
+
+st.subheader("Per class")
+table = pd.DataFrame(rep.rows())
+table["gap (mean − F1)"] = table["pr_mean"] - table["f1"]
+st.dataframe(table.style.format(precision=3).background_gradient(subset=["gap (mean − F1)"], cmap="Reds"),
+             hide_index=True)
+st.dataframe(pd.DataFrame(rep.averages()).T.style.format(precision=3), key="averages")
+pairs = most_confused(last.confusion, classes, k=5)
+if pairs:
+    st.markdown("**Most confused pairs:** " + "; ".join(f"{t} → {p} ({n})" for t, p, n in pairs))
+
+st.subheader("Images behind a cell")
+points = (event.selection.points if event and hasattr(event, "selection") else []) or []
+if points:
+    t_sel, p_sel = (int(v) for v in points[0]["customdata"]) if "customdata" in points[0] else (
+        classes.index(str(points[0]["y"])), classes.index(str(points[0]["x"])))
+else:
+    first = pairs[0] if pairs else (classes[0], classes[0], 0)
+    t_sel, p_sel = classes.index(first[0]), classes.index(first[1])
+c1, c2 = st.columns(2)
+t = c1.selectbox("True class", range(len(classes)), index=t_sel, format_func=lambda i: classes[i])
+p = c2.selectbox("Predicted class", range(len(classes)), index=p_sel, format_func=lambda i: classes[i])
+preds = ui_results.predictions(store, run)
+if preds is None:
+    st.caption("This run kept no predictions.")
+else:
+    images, conf = ui_results.cell_images(run, preds, t, p)
+    if len(images):
+        caps = [f"{classes[t]}→{classes[p]} {c:.0%}" for c in conf.tolist()]
+        st.plotly_chart(plots.image_grid(images.numpy(), [p] * len(images), classes, cols=8, captions=caps),
+                        key="cell-images")
+    else:
+        st.caption(f"No validation image of class {classes[t]} was predicted as {classes[p]}.")
+
+d1, d2 = st.columns(2)
+d1.download_button("Download metrics (CSV)", ui_results.metrics_csv(rep), file_name=f"{run.id}-metrics.csv",
+                   mime="text/csv")
+model_file = store.artifact_dir(run.id) / "model.pt"
+if model_file.exists():
+    d2.download_button("Download the trained model (.pt)", model_file.read_bytes(), file_name=f"{run.id}-model.pt")

@@ -1,0 +1,61 @@
+"""Where uploads and webcam shots go (a per-browser folder under the cache), and dataset loading."""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from tlcore.data import ImageSplits, load_dataset, load_folder
+from tlcore.paths import cache_dir
+from tlcore.train.plan import Plan
+
+
+def _session_dir(owner: str) -> Path:
+    return cache_dir() / "uploads" / re.sub(r"[^A-Za-z0-9_-]", "_", owner)
+
+
+def save_upload(data: bytes, filename: str, owner: str) -> Path:
+    """Store an uploaded zip under a content-addressed name, after the engine has accepted it.
+
+    The archive is validated (and fully decoded) before it is kept, so a bad upload leaves nothing.
+    """
+    folder = _session_dir(owner)
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    final = folder / f"{digest}.zip"
+    if final.exists():
+        return final
+    tmp = folder / f".{digest}.part"
+    tmp.write_bytes(data)
+    try:
+        load_folder(tmp, image_size=32)
+    except Exception:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.rename(final)
+    return final
+
+
+def webcam_dir(owner: str) -> Path:
+    return _session_dir(owner) / "webcam"
+
+
+def save_shot(jpeg: bytes, class_name: str, owner: str) -> int:
+    safe = re.sub(r"[^A-Za-z0-9 _-]", "_", class_name).strip() or "class"
+    folder = webcam_dir(owner) / safe
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(list(folder.glob("*.jpg")))
+    (folder / f"shot_{n:04d}.jpg").write_bytes(jpeg)
+    return n + 1
+
+
+def webcam_counts(owner: str) -> dict[str, int]:
+    root = webcam_dir(owner)
+    if not root.is_dir():
+        return {}
+    return {d.name: len(list(d.glob("*.jpg"))) for d in sorted(root.iterdir()) if d.is_dir()}
+
+
+def load(plan: Plan) -> ImageSplits:
+    return load_dataset(plan.dataset, image_size=plan.resolved_image_size(), per_class=plan.per_class,
+                        imbalance=plan.imbalance, seed=plan.seed, path=plan.dataset_path or None)
