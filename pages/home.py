@@ -34,10 +34,11 @@ c1.metric("Device for training", describe())
 root = data_dir()
 offline_data = [s.title for s in DATASETS.values() if s.source != "folder" and s.available_offline(root)]
 offline_models = [MODELS[n].title for n in MODELS if weights_status(n) != "needs download"]
-c2.metric("Ready offline", f"{len(offline_data)} datasets · {len(offline_models)} models")
+c2.metric("Ready offline", f"{len(offline_data)} dataset{'s' * (len(offline_data) != 1)} · "
+                           f"{len(offline_models)} model{'s' * (len(offline_models) != 1)}")
 with st.expander("What works without a network connection"):
     st.write("Datasets:", ", ".join(offline_data) + ", and your own images.")
     st.write("Models:", ", ".join(offline_models) + ".")
     st.caption("Everything else downloads on first use through torchvision into its usual cache; "
                "offline, the lab says which file is missing instead.")
-st.page_link("pages/data.py", label="Start with the data →", icon="🖼️")
+st.page_link("pages/data.py", label="Start with the data →", icon=":material/image:")

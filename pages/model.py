@@ -1,7 +1,7 @@
 import streamlit as st
 
 from tlcore import plots
-from tlcore.models import MODELS, model_card
+from tlcore.models import MODELS, model_card, weights_status
 from ui import services, state, widgets
 
 services.owner()
@@ -17,7 +17,7 @@ STATUS = {"bundled": "available offline (shipped)", "cached": "downloaded", "nee
 names = list(MODELS)
 if not state.hidden("model"):
     choice = st.selectbox("Pretrained CNN", names, index=names.index(plan.model),
-                          format_func=lambda n: f"{MODELS[n].title} — {STATUS[model_card(n)['status']]}",
+                          format_func=lambda n: f"{MODELS[n].title} — {STATUS[weights_status(n)]}",
                           disabled=state.locked())
     widgets.apply(model=choice)
 plan = state.plan()
@@ -47,4 +47,4 @@ with right:
 """)
     st.caption("Random-init (train from scratch) uses the same architecture with random weights: "
                "choose the *scratch* strategy on the Train page.")
-st.page_link("pages/train.py", label="Next: train →", icon="🏋️")
+st.page_link("pages/train.py", label="Next: train →", icon=":material/model_training:")
