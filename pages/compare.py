@@ -18,7 +18,8 @@ if not runs:
     st.info("No runs yet: start some on the Train page.")
     st.stop()
 by_id = {r.id: r for r in runs}
-default = [r.id for r in runs if r.owner == services.owner() and r.val_acc is not None][:4]
+finished = [r for r in runs if r.val_acc is not None]  # mine first, then the class's
+default = [r.id for r in finished][:4]
 chosen = st.multiselect("Runs to compare", list(by_id), default=default, format_func=lambda i: widgets.run_label(by_id[i]))
 if not chosen:
     st.stop()
