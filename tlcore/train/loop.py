@@ -201,8 +201,7 @@ class _Run:
                 for pg, s in zip(opt.param_groups, scales):
                     pg["lr"] = plan.lr * s * mult
                 logits = self._forward_train(src, idx, cut, gen)
-                with policy.autocast():
-                    loss = F.cross_entropy(logits.float(), train_y[idx])
+                loss = F.cross_entropy(logits.float(), train_y[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -261,7 +260,8 @@ class _Run:
             else:
                 self.emit(Phase("features", 1, 1, cache_hit=True))
             dev = self.policy.device
-            dtype = torch.float32 if cut >= n_groups or not self.policy.is_cuda else torch.float16
+            # Head-only features are small: keep fp32. Deeper cached maps stay half precision on a GPU.
+            dtype = torch.float16 if cut < n_groups and self.policy.train_amp else torch.float32
             return _Source(pair[0].to(dev, dtype), pair[1].to(dev, dtype), cached=True)
         dev = self.policy.device
         # Raw uint8 images go to the GPU once when they fit: batches are then gathered there.
@@ -285,12 +285,16 @@ class _Run:
         net, policy = self.net, self.policy
         if src.cached:
             x = src.train[idx.to(src.train.device)].to(policy.device)
+            if x.ndim == 4:
+                x = x.contiguous(memory_format=policy.memory_format())
         else:
             x = self.prep(src.train[idx.to(src.train.device)], augment=self.plan.augment, generator=gen)
             if cut > 0:
                 with torch.no_grad(), policy.autocast():
                     x = net.features(x, 0, cut)
-        with policy.autocast():
+        if not policy.train_amp:
+            x = x.float()
+        with policy.autocast(training=True):
             return net.head(net.features(x, cut, None))
 
     @torch.no_grad()
