@@ -27,7 +27,7 @@ def page(name: str, **query: str) -> AppTest:
     for k, v in query.items():
         at.query_params[k] = v
     at.run()
-    at.switch_page(str(ROOT / "pages" / f"{name}.py")).run()
+    at.switch_page(str(ROOT / "views" / f"{name}.py")).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 

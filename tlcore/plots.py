@@ -23,8 +23,10 @@ def _layout(fig: go.Figure, title: str, x: str, y: str, **kw) -> go.Figure:
 
 def _unfreeze_lines(fig: go.Figure, unfrozen: Sequence[Unfrozen], offset: float = 0.0) -> None:
     for u in unfrozen:
+        # Vertical labels: consecutive epochs sit close together and horizontal text would overlap.
         fig.add_vline(x=u.epoch + offset, line_dash="dash", line_color="#f2994a",
-                      annotation_text=f"unfreeze {u.group}", annotation_position="top left")
+                      annotation=dict(text=f"unfreeze {u.group}", textangle=-90, font=dict(size=10, color="#c0661a")),
+                      annotation_position="top left")
 
 
 RunCurves = tuple[str, Sequence[EpochEnded], Sequence[Step], Sequence[Unfrozen]]

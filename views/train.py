@@ -146,4 +146,4 @@ def live(run_id: str) -> None:
 
 if run_id:
     live(run_id)
-    st.page_link("pages/results.py", label="Open the results →", icon=":material/analytics:")
+    st.page_link("views/results.py", label="Open the results →", icon=":material/analytics:")

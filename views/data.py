@@ -94,4 +94,4 @@ with left:
     st.plotly_chart(plots.image_grid(imgs.numpy(), labels.tolist(), data.classes, cols=8), key="grid")
 with right:
     st.plotly_chart(plots.class_counts_bar(class_counts(data.train_y, data.num_classes), data.classes), key="counts")
-st.page_link("pages/model.py", label="Next: choose a model →", icon=":material/layers:")
+st.page_link("views/model.py", label="Next: choose a model →", icon=":material/layers:")

@@ -47,4 +47,4 @@ with right:
 """)
     st.caption("Random-init (train from scratch) uses the same architecture with random weights: "
                "choose the *scratch* strategy on the Train page.")
-st.page_link("pages/train.py", label="Next: train →", icon=":material/model_training:")
+st.page_link("views/train.py", label="Next: train →", icon=":material/model_training:")

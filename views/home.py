@@ -41,4 +41,4 @@ with st.expander("What works without a network connection"):
     st.write("Models:", ", ".join(offline_models) + ".")
     st.caption("Everything else downloads on first use through torchvision into its usual cache; "
                "offline, the lab says which file is missing instead.")
-st.page_link("pages/data.py", label="Start with the data →", icon=":material/image:")
+st.page_link("views/data.py", label="Start with the data →", icon=":material/image:")
