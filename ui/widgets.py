@@ -99,3 +99,15 @@ def progress(run: Run) -> None:
         what = {"features": "Computing the frozen layers' features once", "data": "Loading the data",
                 "svm": "Fitting the SVM", "classifier": "Fitting the classifier"}.get(p.name, p.name)
         st.progress(p.done / max(p.total, 1), text=f"{what}{' (from cache)' if p.cache_hit else ''}…")
+
+
+def data_or_stop(plan):
+    """The plan's dataset, or the engine's one-line reason (offline, bad folder) and an early stop."""
+    from tlcore.errors import DatasetError, DownloadRequired
+
+    from . import data as ui_data
+    try:
+        return ui_data.load(plan)
+    except (DownloadRequired, DatasetError) as e:
+        st.error(str(e))
+        st.stop()

@@ -2,8 +2,7 @@ import pandas as pd
 import streamlit as st
 
 from tlcore import advisor
-from tlcore.errors import DatasetError, DownloadRequired
-from ui import data as ui_data, services, state
+from ui import services, state, widgets
 
 services.owner()
 st.title("Strategy guide")
@@ -21,11 +20,7 @@ grid.columns = [f"small (< {advisor.LARGE_PER_CLASS} images/class)", f"large (�
 st.table(grid)
 
 plan = state.plan()
-try:
-    data = ui_data.load(plan)
-except (DownloadRequired, DatasetError) as e:
-    st.error(str(e))
-    st.stop()
+data = widgets.data_or_stop(plan)
 per_class = len(data.train_y) / data.num_classes
 size = advisor.size_of(per_class)
 st.subheader(f"Your data: {plan.dataset} — {per_class:,.0f} training images per class → **{size}**")

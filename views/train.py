@@ -1,10 +1,10 @@
 import streamlit as st
 
 from tlcore import plots
-from tlcore.errors import DatasetError, DownloadRequired, PlanError
+from tlcore.errors import PlanError
 from tlcore.models import MODELS
 from tlcore.train.strategies import planned_lrs, steps_per_epoch
-from ui import data as ui_data, services, state, widgets
+from ui import services, state, widgets
 
 services.owner()
 st.title("Train")
@@ -86,11 +86,7 @@ if err is not None:
 plan = state.plan()
 
 # --- the schedule, drawn before anything runs -----------------------------------------------------
-try:
-    data = ui_data.load(plan)
-except (DownloadRequired, DatasetError) as e:
-    st.error(str(e))
-    st.stop()
+data = widgets.data_or_stop(plan)
 if plan.uses_network and plan.head in ("linear", "mlp"):
     groups = [*MODELS[plan.model].group_names, "head"]
     spe = steps_per_epoch(len(data.train_y), plan.batch_size)
