@@ -1,0 +1,564 @@
+"""The five cases, each measured beside the reference loop in the same process, and the sizes they run at."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Literal
+
+import torch
+
+from ..data import DATASETS, ImageSplits, load_dataset
+from ..data.base import DatasetSpec
+from ..data.images import shrink
+from ..data.registry import register
+from ..data.splits import subsample
+from ..device import DevicePolicy, pick
+from ..errors import TLCoreError
+from ..models import MODELS, build_network, weights_status
+from ..paths import data_dir
+from ..train.events import EpochEnded, Event, Phase, RunEnded, RunStarted
+from ..train.features import FeatureCache, compute_prefix
+from ..train.loop import train
+from ..train.pipeline import Preprocess
+from ..train.plan import Plan
+from . import reference
+from .report import Measure, Result, Target
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+# ---------------------------------------------------------------------------------------------
+#                                      Hyperparameters
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sizes:
+    name: str
+    # case 1: feature_extractor (linear probe) on Fashion-MNIST
+    c1_models: tuple[str, ...]
+    c1_train: int              # training images, balanced over the 10 classes
+    c1_val: int                # validation images
+    c1_px: int                 # model input side, px (the data stays stored at 28 px uint8)
+    c1_epochs: int             # head-training epochs compared
+    c1_ref_epochs: int         # epochs the reference really runs; below c1_epochs its time is extrapolated linearly
+    c1_acc: float              # "time to accuracy": first epoch whose validation accuracy is at least this
+    # case 2: fine_tune_all training throughput
+    c2_models: tuple[str, ...]
+    c2_px: int                 # px
+    c2_batch: int              # images per step
+    c2_steps: int              # timed steps (ours: its second epoch of c2_steps steps; the first warms up)
+    c2_warmup: int             # the reference's untimed steps
+    # case 3: gradual_unfreeze until every group trains (one epoch per group, plus the head alone)
+    c3_model: str
+    c3_train: int              # images
+    c3_val: int                # images
+    c3_px: int                 # px
+    # case 4: frozen-backbone inference
+    c4_models: tuple[str, ...]
+    c4_px: int                 # px
+    c4_batch: int              # images per batch
+    c4_batches: int            # timed batches
+    c4_warmup: int             # untimed batches
+    # case 5: the CLI's offline default from a cold start
+    c5_timeout_s: float        # seconds; the run is killed (and fails its target) after this
+    # shared by cases 1-3, both sides
+    batch: int = 64            # images per step
+    lr: float = 1e-3           # AdamW peak rate of the head; each layer group below gets 1/2.6 of the one above
+    weight_decay: float = 1e-4
+    ref_workers: int = 0       # the reference DataLoader's worker processes
+
+
+SIZES = {
+    # A test-only size: every case in seconds, figures too small to mean anything.
+    "tiny": Sizes("tiny", c1_models=("efficientnet_lite0",), c1_train=200, c1_val=100, c1_px=32, c1_epochs=3,
+                  c1_ref_epochs=1, c1_acc=0.3,
+                  c2_models=("efficientnet_lite0",), c2_px=32, c2_batch=8, c2_steps=2, c2_warmup=1,
+                  c3_model="efficientnet_lite0", c3_train=40, c3_val=20, c3_px=32,
+                  c4_models=("efficientnet_lite0",), c4_px=64, c4_batch=8, c4_batches=1, c4_warmup=1,
+                  c5_timeout_s=120, batch=32),
+    # CPU: the whole suite in under 10 minutes on 2 cores.
+    "quick": Sizes("quick", c1_models=("efficientnet_lite0", "resnet18"), c1_train=2000, c1_val=500, c1_px=64,
+                   c1_epochs=10, c1_ref_epochs=3, c1_acc=0.8,
+                   c2_models=("resnet18", "resnet50", "efficientnet_lite0"), c2_px=96, c2_batch=16, c2_steps=5,
+                   c2_warmup=2,
+                   c3_model="efficientnet_lite0", c3_train=320, c3_val=80, c3_px=64,
+                   c4_models=("resnet18", "resnet50", "efficientnet_b0", "efficientnet_lite0"), c4_px=224,
+                   c4_batch=64, c4_batches=1, c4_warmup=1,
+                   c5_timeout_s=200),
+    # GPU: the sizes the issue's targets are stated for.
+    "full": Sizes("full", c1_models=("efficientnet_lite0", "resnet18"), c1_train=60000, c1_val=10000, c1_px=224,
+                  c1_epochs=10, c1_ref_epochs=2, c1_acc=0.8,
+                  c2_models=("resnet18", "resnet50", "efficientnet_lite0"), c2_px=224, c2_batch=256, c2_steps=20,
+                  c2_warmup=5,
+                  c3_model="efficientnet_lite0", c3_train=5000, c3_val=1000, c3_px=224,
+                  c4_models=("resnet18", "resnet50", "efficientnet_b0", "efficientnet_lite0"), c4_px=224,
+                  c4_batch=512, c4_batches=20, c4_warmup=5,
+                  c5_timeout_s=300, batch=256, ref_workers=8),
+}
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A target printed next to a result, PASS or FAIL."""
+    device: Literal["cpu", "cuda", "any"]
+    case: int
+    model: str                        # "" for every model of the case
+    field: Literal["ours", "speedup"]
+    op: Literal[">=", "<"]
+    threshold: float
+    label: str
+    row: str = ""                     # only rows whose name ends with this
+    px: int = 0                       # only at this input size
+    min_batch: int = 0                # only at this batch size or more
+
+
+GOALS = (
+    Goal("cpu", 1, "", "speedup", ">=", 20.0, "speedup", row="10 epochs"),
+    Goal("cpu", 2, "", "speedup", ">=", 1.0, "speedup"),
+    Goal("cpu", 4, "resnet18", "ours", ">=", 15.0, "img/s", px=224),
+    Goal("any", 5, "", "ours", "<", 30.0, "s"),
+    Goal("cuda", 4, "resnet18", "ours", ">=", 35_000, "img/s", px=224, min_batch=512),
+    Goal("cuda", 4, "resnet50", "ours", ">=", 12_000, "img/s", px=224, min_batch=512),
+    Goal("cuda", 4, "efficientnet_b0", "ours", ">=", 17_000, "img/s", px=224, min_batch=512),
+    Goal("cuda", 4, "", "speedup", ">=", 3.0, "speedup"),
+    Goal("cuda", 2, "resnet50", "ours", ">=", 2_800, "img/s"),
+    Goal("cuda", 2, "resnet18", "ours", ">=", 8_000, "img/s"),
+    Goal("cuda", 2, "resnet50", "speedup", ">=", 3.0, "speedup"),
+    Goal("cuda", 2, "resnet18", "speedup", ">=", 3.0, "speedup"),
+)
+
+
+def attach_targets(r: Result, device_type: str) -> None:
+    d = r.details
+    for g in GOALS:
+        if g.device not in ("any", device_type) or g.case != r.case or (g.model and d.get("model") != g.model):
+            continue
+        if not r.name.endswith(g.row) or (g.px and d.get("px") != g.px) or d.get("batch", 0) < g.min_batch:
+            continue
+        r.targets.append(Target(g.label, r.ours if g.field == "ours" else r.speedup, g.op, g.threshold))
+
+
+# ---------------------------------------------------------------------------------------------
+#                                            Setup
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Context:
+    policy: DevicePolicy
+    tmp: Path                                  # scratch: cold feature caches, stand-in weights, the CLI's homes
+    weights: dict[str, str]                    # model -> "ImageNet" or why not
+    log: Callable[[str], None] = lambda line: None
+    datasets: list[str] = field(default_factory=list)   # registered for this suite only; see forget_datasets
+
+
+@contextlib.contextmanager
+def stand_in_weights(models: set[str], root: Path) -> Iterator[dict[str, str]]:
+    """Random-init files in place of ImageNet weights that are not cached, so throughput cases run
+    offline: the compute is the same. Accuracy figures from such a model mean nothing and say so."""
+    missing = sorted(m for m in models if weights_status(m) == "needs download")
+    labels = {m: "random init (ImageNet file not cached; same compute)" if m in missing else "ImageNet"
+              for m in models}
+    if not missing:
+        yield labels
+        return
+    old = torch.hub.get_dir()
+    ckpt = root / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    for f in (Path(old) / "checkpoints").glob("*"):
+        (ckpt / f.name).symlink_to(f)
+    for m in missing:
+        torch.manual_seed(0)
+        torch.save(MODELS[m].build().state_dict(), ckpt / os.path.basename(MODELS[m].weights.url))
+    torch.hub.set_dir(str(root / "hub"))
+    try:
+        yield labels
+    finally:
+        torch.hub.set_dir(old)
+
+
+@contextlib.contextmanager
+def isolated_dirs(root: Path) -> Iterator[None]:
+    """Decoded-data caches and run stores go to scratch: a benchmark neither reads nor leaves state."""
+    saved = {k: os.environ.get(k) for k in ("TLCORE_CACHE_DIR", "TLCORE_HOME")}
+    os.environ["TLCORE_CACHE_DIR"], os.environ["TLCORE_HOME"] = str(root / "cache"), str(root / "home")
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# ---------------------------------------------------------------------------------------------
+#                                            Data
+# ---------------------------------------------------------------------------------------------
+def _fashion_mnist() -> tuple[ImageSplits, str] | None:
+    for root in (SHARED_DATA, data_dir()):
+        try:
+            return load_dataset("fashion_mnist", image_size=28, root=root, download=False), f"Fashion-MNIST ({root})"
+        except TLCoreError:
+            continue
+    return None
+
+
+def synthetic_fashion(n_train: int, n_val: int, seed: int = 0) -> ImageSplits:
+    """Fashion-MNIST's shape (28 px grey, 10 classes) when it is absent: a smooth random template
+    per class under noise, so a probe on CNN features learns it but not instantly."""
+    g = torch.Generator().manual_seed(seed)
+    templates = torch.nn.functional.interpolate(torch.rand(10, 1, 7, 7, generator=g), size=28, mode="bilinear")
+
+    def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.arange(n) % 10
+        x = 0.6 * templates[y] + 0.4 * torch.rand(n, 1, 28, 28, generator=g)
+        return (x * 255).round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous(), y
+
+    (tx, ty), (vx, vy) = make(n_train), make(n_val)
+    return ImageSplits(tx, ty, vx, vy, tuple(f"class {i}" for i in range(10)), "synthetic")
+
+
+def _stratified(y: torch.Tensor, n: int) -> torch.Tensor:
+    keep = subsample(y, 10, max(2, math.ceil(n / 10)), 1.0, seed=0)
+    return keep[torch.randperm(len(keep), generator=torch.Generator().manual_seed(0))[:n]].sort().values
+
+
+def bench_dataset(ctx: Context, n_train: int, n_val: int) -> tuple[str, ImageSplits, str]:
+    """A balanced Fashion-MNIST subset registered as a dataset, so the engine loads it like any other.
+
+    Returns (registry name, the splits, where they came from)."""
+    name = f"bench_fmnist_{n_train}_{n_val}"
+    if name in DATASETS:
+        data = DATASETS[name].load(None, 28, 0, 0.0)
+        return name, data, data.name
+    full = _fashion_mnist()
+    if full is None:
+        source = "synthetic (Fashion-MNIST not found)"
+        data = dataclasses.replace(synthetic_fashion(n_train, n_val), name=source)
+    else:
+        f, source = full
+        tr, va = _stratified(f.train_y, n_train), _stratified(f.val_y, n_val)
+        data = ImageSplits(f.train_x[tr], f.train_y[tr], f.val_x[va], f.val_y[va], f.classes, source)
+
+    def load(root: object, image_size: int, seed: int, val_fraction: float) -> ImageSplits:
+        if image_size >= data.image_size:
+            return data
+        return ImageSplits(shrink(data.train_x, image_size), data.train_y, shrink(data.val_x, image_size),
+                           data.val_y, data.classes, data.name)
+
+    register(DatasetSpec(name, f"Bench subset {n_train}/{n_val}", source, "bundled", "as the source",
+                         data.classes, 28, "", load=load, available_offline=lambda root: True))
+    ctx.datasets.append(name)
+    return name, data, source
+
+
+def forget_datasets(ctx: Context) -> None:
+    """Take the suite's subsets out of the registry again: the dataset list people see stays the product's."""
+    for name in ctx.datasets:
+        DATASETS.pop(name, None)
+    ctx.datasets.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+#                                     Running the engine
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Timeline:
+    """Engine events, each stamped with seconds since the run started."""
+    t0: float = field(default_factory=time.perf_counter)
+    events: list[tuple[float, Event]] = field(default_factory=list)
+
+    def __call__(self, event: Event) -> None:
+        self.events.append((time.perf_counter() - self.t0, event))
+
+    def of(self, kind: type) -> list[tuple[float, Event]]:
+        return [(t, e) for t, e in self.events if isinstance(e, kind)]
+
+
+def run_ours(plan: Plan, ctx: Context, cache: FeatureCache | None = None) -> tuple[Timeline, Measure]:
+    cache = cache or FeatureCache(Path(tempfile.mkdtemp(dir=ctx.tmp, prefix="features-")), 2**40)
+    with Measure(ctx.policy.device) as m:
+        tl = Timeline()
+        train(plan, tl, feature_cache=cache)
+    ended = tl.of(RunEnded)[-1][1]
+    if ended.status != "finished":
+        raise RuntimeError(f"the engine run {plan.model}/{plan.strategy} {ended.status}: {ended.message}")
+    return tl, m
+
+
+def _plan(dataset: str, model: str, strategy: str, s: Sizes, **kw: object) -> Plan:
+    # A constant rate on both sides: the reference has no schedule to match.
+    base = dict(dataset=dataset, model=model, strategy=strategy, batch_size=s.batch, lr=s.lr,
+                weight_decay=s.weight_decay, schedule="constant", seed=0)
+    return Plan(**{**base, **kw})
+
+
+def _memory(ours: Measure, ref: Measure) -> dict[str, float | None]:
+    return {"ours_peak_mb": ours.peak_mb, "ours_added_mb": ours.added_mb,
+            "ref_peak_mb": ref.peak_mb, "ref_added_mb": ref.added_mb,
+            "ours_cpu_wait": ours.cpu_wait, "ref_cpu_wait": ref.cpu_wait}
+
+
+NOISY_WAIT = 0.2   # threads waiting for a CPU, on average; above this a neighbour disturbed the figure
+
+
+def flag_noise(r: Result) -> None:
+    waits = {side: r.details.get(f"{side}_cpu_wait") for side in ("ours", "ref")}
+    busy = {side: w for side, w in waits.items() if w is not None and w > NOISY_WAIT}
+    if busy:
+        r.notes.append("NOISY: another process held the CPU; threads waited on average "
+                       + ", ".join(f"{w:.2f} ({side})" for side, w in busy.items()))
+
+
+def _dir_bytes(root: Path) -> int:
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+
+
+def _mb(n: float) -> float:
+    return n / 2**20
+
+
+# ---------------------------------------------------------------------------------------------
+#                            Case 1: feature extractor on Fashion-MNIST
+# ---------------------------------------------------------------------------------------------
+def case_feature_extractor(s: Sizes, ctx: Context) -> list[Result]:
+    name, data, source = bench_dataset(ctx, s.c1_train, s.c1_val)
+    dev = ctx.policy.device
+    n_img = s.c1_train + s.c1_val
+    out = []
+    for model in s.c1_models:
+        ctx.log(f"  {model}: ours, {s.c1_epochs} epochs from a cold feature cache")
+        cache_root = ctx.tmp / f"case1-{model}"
+        cache = FeatureCache(cache_root, 2**40)
+        plan = _plan(name, model, "feature_extractor", s, epochs=s.c1_epochs, image_size=s.c1_px)
+        tl, m = run_ours(plan, ctx, cache)
+        warm_tl, warm = run_ours(plan, ctx, cache)
+        epochs = [e for _, e in tl.of(EpochEnded)]
+        t_feat = [t for t, e in tl.of(Phase) if e.name == "features"][-1] - tl.of(RunStarted)[0][0]
+        ours_acc_t = next((t for t, e in tl.of(EpochEnded) if e.val_acc >= s.c1_acc), None)
+
+        ctx.log(f"  {model}: reference, {s.c1_ref_epochs} epochs")
+        with Measure(dev) as rm:
+            ref = reference.fit(model, data, size=s.c1_px, top_groups=[0] * s.c1_ref_epochs, batch_size=s.batch,
+                                lr=s.lr, weight_decay=s.weight_decay, factor=2.6, device=dev, workers=s.ref_workers)
+        # The first epoch carries one-off costs (oneDNN/cuDNN kernel selection), so later epochs are
+        # extrapolated from the steady ones when there are any.
+        steady = ref[1:] or ref
+        per_epoch = sum(e.seconds for e in steady) / len(steady)
+        ref_total = ref[-1].elapsed + (s.c1_epochs - len(ref)) * per_epoch
+        ref_acc_t = next((e.elapsed for e in ref if e.val_acc >= s.c1_acc), None)
+
+        common = {"model": model, "weights": ctx.weights[model], "px": s.c1_px, "train_images": s.c1_train,
+                  "val_images": s.c1_val, "data": source}
+        notes = []
+        if len(ref) < s.c1_epochs:
+            notes.append(f"EXTRAPOLATED: the reference ran {len(ref)} of {s.c1_epochs} epochs "
+                         f"({ref[-1].elapsed:.1f}s); the other {s.c1_epochs - len(ref)} are added at "
+                         f"{per_epoch:.1f}s each (its {'later' if len(ref) > 1 else 'only'} epochs' mean)")
+        out.append(Result(1, f"{model} {s.c1_epochs} epochs", f"s, {s.c1_epochs} epochs", m.seconds, ref_total,
+                          details={**common,
+                                   "ours_feature_img_per_s": n_img / max(t_feat, 1e-9),
+                                   "ref_img_per_s": n_img / per_epoch,
+                                   "ours_head_s": sum(e.seconds for e in epochs),
+                                   "ours_warm_cache_s": warm.seconds,
+                                   "ours_val_acc": epochs[-1].val_acc, "ref_val_acc": ref[-1].val_acc,
+                                   **_memory(m, rm),
+                                   "dataset_mb": _mb(data.train_x.nbytes + data.val_x.nbytes),
+                                   "dataset_mb_if_fp32_at_px": _mb(n_img * 3 * s.c1_px ** 2 * 4),
+                                   "feature_cache_mb": _mb(_dir_bytes(cache_root))},
+                          notes=notes))
+        if ctx.weights[model] != "ImageNet":
+            out[-1].notes.append("random weights: no time-to-accuracy row")
+            continue
+        acc_note = [f"first epoch with val accuracy >= {s.c1_acc:.0%}; ours reached "
+                    f"{max(e.val_acc for e in epochs):.1%}, the reference {max(e.val_acc for e in ref):.1%} "
+                    f"in {len(ref)} epochs"]
+        if ref_acc_t is None:
+            acc_note.append(f"the reference did not reach {s.c1_acc:.0%} in the {len(ref)} epochs it ran")
+        first = {side: next((i + 1 for i, a in enumerate(accs) if a >= s.c1_acc), None)
+                 for side, accs in (("ours", [e.val_acc for e in epochs]), ("ref", [e.val_acc for e in ref]))}
+        out.append(Result(1, f"{model} to {s.c1_acc:.0%} val acc", "s to accuracy", ours_acc_t, ref_acc_t,
+                          details={**common, "ours_epochs_to_acc": first["ours"], "ref_epochs_to_acc": first["ref"]},
+                          notes=acc_note))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+#                           Case 2: fine_tune_all training throughput
+# ---------------------------------------------------------------------------------------------
+def case_fine_tune_all(s: Sizes, ctx: Context) -> list[Result]:
+    name, data, source = bench_dataset(ctx, s.c2_batch * s.c2_steps, 10)
+    dev = ctx.policy.device
+    out = []
+    for model in s.c2_models:
+        ctx.log(f"  {model}: ours, 2 epochs of {s.c2_steps} steps (the first warms up)")
+        plan = _plan(name, model, "fine_tune_all", s, epochs=2, batch_size=s.c2_batch, image_size=s.c2_px)
+        tl, m = run_ours(plan, ctx)
+        measured = [e for _, e in tl.of(EpochEnded)][1]
+        ctx.log(f"  {model}: reference, {s.c2_warmup} + {s.c2_steps} steps")
+        with Measure(dev) as rm:
+            net = build_network(model, data.num_classes, pretrained=True)
+            loader = reference.tutorial_loader(data.train_x, data.train_y, model, s.c2_px, s.c2_batch, shuffle=True,
+                                               workers=s.ref_workers)
+            timed = reference.train_throughput(net, loader, dev, warmup=s.c2_warmup, steps=s.c2_steps, lr=s.lr,
+                                               weight_decay=s.weight_decay, factor=2.6)
+            del net
+        out.append(Result(2, model, f"train img/s at {s.c2_px}px", measured.images_per_s, timed.images_per_s, rate=True,
+                          details={"model": model, "weights": ctx.weights[model], "px": s.c2_px, "batch": s.c2_batch,
+                                   "steps": s.c2_steps, **_memory(m, rm),
+                                   "data": source}))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+#                             Case 3: gradual unfreezing, every group
+# ---------------------------------------------------------------------------------------------
+def case_gradual_unfreeze(s: Sizes, ctx: Context) -> list[Result]:
+    name, data, source = bench_dataset(ctx, s.c3_train, s.c3_val)
+    model, dev = s.c3_model, ctx.policy.device
+    n = len(MODELS[model].groups)
+    ctx.log(f"  {model}: ours, {n + 1} epochs (head, then one more group each epoch)")
+    tl, m = run_ours(_plan(name, model, "gradual_unfreeze", s, epochs=n + 1, image_size=s.c3_px), ctx)
+    ctx.log(f"  {model}: reference, {n + 1} epochs")
+    with Measure(dev) as rm:
+        ref = reference.fit(model, data, size=s.c3_px, top_groups=list(range(n + 1)), batch_size=s.batch, lr=s.lr,
+                            weight_decay=s.weight_decay, factor=2.6, device=dev, workers=s.ref_workers)
+    return [Result(3, model, f"s, {n + 1} epochs", m.seconds, ref[-1].elapsed,
+                   details={"model": model, "weights": ctx.weights[model], "px": s.c3_px, "train_images": s.c3_train,
+                            "val_images": s.c3_val, "ours_val_acc": tl.of(EpochEnded)[-1][1].val_acc,
+                            "ref_val_acc": ref[-1].val_acc, **_memory(m, rm),
+                            "data": source})]
+
+
+# ---------------------------------------------------------------------------------------------
+#                          Case 4: frozen-backbone inference throughput
+# ---------------------------------------------------------------------------------------------
+def case_inference(s: Sizes, ctx: Context) -> list[Result]:
+    n_img = s.c4_batch * (s.c4_batches + s.c4_warmup)
+    _, data, source = bench_dataset(ctx, n_img, 10)
+    policy, dev = ctx.policy, ctx.policy.device
+    warm_x, timed_x = data.train_x[: s.c4_batch * s.c4_warmup], data.train_x[s.c4_batch * s.c4_warmup:]
+    out = []
+    for model in s.c4_models:
+        spec = MODELS[model]
+        ctx.log(f"  {model}: ours (engine feature path), then the reference")
+        with Measure(dev) as m:
+            net = build_network(model, data.num_classes, pretrained=True)
+            net = net.to(dev, memory_format=policy.memory_format()).eval().requires_grad_(False)
+            prep = Preprocess(s.c4_px, spec.mean, spec.std, policy)
+            with torch.inference_mode():
+                compute_prefix(net, warm_x, len(net.groups), prep, policy, s.c4_batch)
+                with Measure(dev, memory=False, images=len(timed_x)) as ours:
+                    compute_prefix(net, timed_x, len(net.groups), prep, policy, s.c4_batch)
+            del net
+        with Measure(dev) as rm:
+            net = build_network(model, data.num_classes, pretrained=True)
+            loader = reference.tutorial_loader(data.train_x, data.train_y, model, s.c4_px, s.c4_batch, shuffle=False,
+                                               workers=s.ref_workers)
+            ref = reference.infer_throughput(net, loader, dev, warmup=s.c4_warmup, batches=s.c4_batches)
+            del net
+        out.append(Result(4, model, f"img/s at {s.c4_px}px", ours.images_per_s, ref.images_per_s, rate=True,
+                          details={"model": model, "weights": ctx.weights[model], "px": s.c4_px, "batch": s.c4_batch,
+                                   **_memory(m, rm), "policy": _policy(policy),
+                                   "data": source}))
+    return out
+
+
+def _policy(p: DevicePolicy) -> str:
+    dtype = str(p.amp_dtype).replace("torch.", "") if p.amp_dtype else "fp32"
+    return f"{dtype}, {'channels_last' if p.channels_last else 'NCHW'}, inference_mode"
+
+
+# ---------------------------------------------------------------------------------------------
+#                       Case 5: the CLI's offline default from a cold start
+# ---------------------------------------------------------------------------------------------
+CLI = ("-m", "tlcore", "train", "--dataset", "digits", "--model", "efficientnet_lite0", "--strategy",
+       "feature_extractor")
+
+
+def case_cold_start(s: Sizes, ctx: Context) -> list[Result]:
+    """Seconds from launching the CLI, with empty caches and run store, to its JSON line, on the CPU."""
+    home = Path(tempfile.mkdtemp(dir=ctx.tmp, prefix="cli-"))
+    env = {**os.environ, "TLCORE_HOME": str(home / "home"), "TLCORE_CACHE_DIR": str(home / "cache"),
+           "TLCORE_DATA_DIR": str(home / "data"), "CUDA_VISIBLE_DEVICES": ""}
+    err = home / "stderr.txt"
+    ctx.log("  " + " ".join(("python",) + CLI))
+    t0 = time.perf_counter()
+    with open(err, "w") as ferr:
+        p = subprocess.Popen([sys.executable, *CLI], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=ferr, text=True)
+        killer = threading.Timer(s.c5_timeout_s, p.kill)
+        killer.start()
+        seconds, line = None, ""
+        try:
+            for line in p.stdout:
+                if line.startswith("{"):
+                    seconds = time.perf_counter() - t0
+                    break
+            p.wait()
+        finally:
+            killer.cancel()
+    name, metric = "digits efficientnet_lite0", "s to JSON line"
+    details: dict = {"command": "python " + " ".join(CLI), "device": "cpu", "timeout_s": s.c5_timeout_s}
+    notes = ["cold: fresh TLCORE_HOME and TLCORE_CACHE_DIR, a new Python process, CUDA hidden"]
+    if seconds is None and p.returncode == -9:   # our timer killed it: a slow run, not a broken one
+        return [Result(5, name, metric, None, details=details,
+                       notes=notes + [f"no JSON line within {s.c5_timeout_s:.0f}s: stopped, so the target fails"])]
+    if seconds is None:
+        tail = err.read_text().strip().splitlines()[-1:] or ["no output"]
+        return [Result(5, name, metric, None, details=details,
+                       error=f"exit {p.returncode} without a JSON line: {tail[0][-200:]}")]
+    got = json.loads(line)
+    details.update(status=got.get("status"), val_acc=got.get("val_acc"), engine_run_s=got.get("seconds"))
+    return [Result(5, name, metric, seconds, details=details, notes=notes)]
+
+
+# ---------------------------------------------------------------------------------------------
+#                                          The suite
+# ---------------------------------------------------------------------------------------------
+CASES: dict[int, tuple[str, Callable[[Sizes, Context], list[Result]]]] = {
+    1: ("feature_extractor on Fashion-MNIST", case_feature_extractor),
+    2: ("fine_tune_all training throughput", case_fine_tune_all),
+    3: ("gradual_unfreeze over every group", case_gradual_unfreeze),
+    4: ("frozen-backbone inference throughput", case_inference),
+    5: ("offline default from a cold start (CLI, CPU)", case_cold_start),
+}
+
+
+def models_used(s: Sizes, cases: list[int]) -> set[str]:
+    per_case = {1: s.c1_models, 2: s.c2_models, 3: (s.c3_model,), 4: s.c4_models, 5: ("efficientnet_lite0",)}
+    return {m for c in cases for m in per_case[c]}
+
+
+def run_suite(s: Sizes, cases: list[int], log: Callable[[str], None] = lambda line: None) -> list[Result]:
+    """Run the chosen cases; a case that breaks becomes an ERROR row instead of ending the suite."""
+    policy = pick("auto")
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="tlcore-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        with isolated_dirs(tmp), stand_in_weights(models_used(s, cases), tmp) as weights:
+            ctx = Context(policy, tmp, weights, log)
+            try:
+                for c in cases:
+                    title, fn = CASES[c]
+                    log(f"case {c}: {title} ({s.name})")
+                    t = time.perf_counter()
+                    try:
+                        results += fn(s, ctx)
+                    except Exception as e:  # one broken case must not cost the others' figures
+                        results.append(Result(c, title, "-", None, error=f"{type(e).__name__}: {e}"))
+                    log(f"case {c}: {time.perf_counter() - t:.0f}s")
+            finally:
+                forget_datasets(ctx)
+    for r in results:
+        attach_targets(r, policy.device.type)
+        flag_noise(r)
+    return results
