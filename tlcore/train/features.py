@@ -6,6 +6,7 @@ linear probe take seconds. Stored as float16: ample precision for training a hea
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -14,13 +15,15 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch import nn
 
 from ..device import DevicePolicy
 from ..models.base import Network
+from ..models.fold import fold_batchnorm
 from ..paths import cache_dir
 from .pipeline import Preprocess
 
-FEATURE_VERSION = 1  # bump when the way features are computed changes
+FEATURE_VERSION = 2  # bump when the way features are computed changes (2: BatchNorm folded, bf16 weights)
 
 
 def _budget_bytes() -> int:
@@ -73,16 +76,63 @@ class FeatureCache:
         return n_images * per_image_numel * 2 <= self.budget
 
 
+class FrozenPrefix:
+    """groups[:cut] as a separate, inference-only copy: BatchNorm folded into the convolutions,
+    weights stored in the policy's inference dtype, channels_last.
+
+    Autocast re-casts frozen weights on every batch (it caches casts only for weights that need a
+    gradient), so a copy kept in bf16 saves that work as well as the BatchNorm passes. Only for
+    groups whose function is fixed (frozen, BatchNorm in inference mode). The fold is checked
+    against the original in fp32 on a probe batch; an architecture it does not reproduce keeps
+    its BatchNorm layers.
+    """
+
+    def __init__(self, net: Network, cut: int, prep: Preprocess, policy: DevicePolicy) -> None:
+        fast = nn.Sequential(*(copy.deepcopy(g).eval().requires_grad_(False) for g in list(net.groups.values())[:cut]))
+        self.folded = fold_batchnorm(fast)
+        if self.folded and not _same_function(net, cut, fast, prep):
+            fast = nn.Sequential(*(copy.deepcopy(g).eval().requires_grad_(False)
+                                   for g in list(net.groups.values())[:cut]))
+            self.folded = 0
+        self.dtype = policy.amp_dtype
+        if self.dtype is not None:
+            fast = fast.to(self.dtype)
+            if not all(torch.isfinite(p).all() for p in fast.parameters()):   # a folded scale beyond fp16's range
+                fast, self.dtype = fast.float(), None
+        self.module = fast.to(policy.device, memory_format=policy.memory_format())
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x if self.dtype is None else x.to(self.dtype))
+
+
+@torch.no_grad()
+def _same_function(net: Network, cut: int, folded: nn.Module, prep: Preprocess) -> bool:
+    """Does the folded copy compute what groups[:cut] compute (fp32, inference mode)?"""
+    g = torch.Generator().manual_seed(0)
+    x = prep(torch.randint(0, 256, (2, 3, prep.size, prep.size), dtype=torch.uint8, generator=g)).float()
+    modes = [(m, m.training) for m in net.modules()]
+    net.eval()
+    try:
+        want = net.features(x, 0, cut).float()
+    finally:
+        for m, training in modes:
+            m.training = training
+    got = folded(x).float()
+    # A wrong pairing is off by O(1); TF32 convolutions on a GPU by about 1e-3.
+    return bool(torch.allclose(got, want, rtol=1e-2, atol=1e-2 * max(float(want.abs().max()), 1e-6)))
+
+
 @torch.no_grad()
 def compute_prefix(net: Network, images: torch.Tensor, cut: int, prep: Preprocess, policy: DevicePolicy,
-                   batch_size: int, progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                   batch_size: int, progress: Callable[[int, int], None] | None = None,
+                   prefix: FrozenPrefix | None = None) -> torch.Tensor:
     """groups[:cut] applied to every image, in inference mode, returned as float16 on the CPU."""
+    prefix = prefix or FrozenPrefix(net, cut, prep, policy)
     out: list[torch.Tensor] = []
     n = images.shape[0]
     for start in range(0, n, batch_size):
-        x = prep(images[start:start + batch_size])
-        with policy.autocast():
-            f = net.features(x, 0, cut)
+        f = prefix(prep(images[start:start + batch_size]))
         out.append(f.to("cpu", torch.float16))
         if progress is not None:
             progress(min(start + batch_size, n), n)

@@ -28,7 +28,7 @@ from ..models import MODELS, build_network
 from ..models.base import Network
 from . import sklearn_heads
 from .events import Emit, EpochEnded, Phase, RunEnded, RunStarted, Step, Unfrozen
-from .features import FeatureCache, compute_prefix, default_cache, feature_key, prefix_numel
+from .features import FeatureCache, FrozenPrefix, compute_prefix, default_cache, feature_key, prefix_numel
 from .pipeline import Preprocess
 from .plan import Plan
 from .schedules import group_lrs, multiplier
@@ -235,9 +235,19 @@ class _Run:
         """Cached prefix outputs when the frozen part is fixed and they fit; raw images otherwise."""
         if getattr(self, "_src_cut", None) == cut:
             return self._src
+        self._prefix = self._prefix_for = None   # the old cut's copy is no longer needed
         self._src = self._make_source(cut)
         self._src_cut = cut
         return self._src
+
+    def _frozen_prefix(self, cut: int) -> FrozenPrefix | None:
+        """The groups below the cut as a fast inference copy, when they compute a fixed function
+        (BN policy "train" lets them learn). Built on first use: a feature-cache hit never needs it."""
+        if cut == 0 or self.plan.bn != "frozen":
+            return None
+        if getattr(self, "_prefix_for", None) != cut:
+            self._prefix, self._prefix_for = FrozenPrefix(self.net, cut, self.prep, self.policy), cut
+        return self._prefix
 
     def _make_source(self, cut: int) -> _Source:
         plan, d = self.plan, self.data
@@ -252,9 +262,11 @@ class _Run:
                 total = len(d.train_y) + len(d.val_y)
                 batch = 256 if self.policy.is_cuda else 64
                 progress = lambda done, _n, off=0: self.emit(Phase("features", off + done, total))  # noqa: E731
-                tr = compute_prefix(self.net, d.train_x, cut, self.prep, self.policy, batch, progress)
+                tr = compute_prefix(self.net, d.train_x, cut, self.prep, self.policy, batch, progress,
+                                    prefix=self._frozen_prefix(cut))
                 va = compute_prefix(self.net, d.val_x, cut, self.prep, self.policy, batch,
-                                    lambda done, _n: self.emit(Phase("features", len(d.train_y) + done, total)))
+                                    lambda done, _n: self.emit(Phase("features", len(d.train_y) + done, total)),
+                                    prefix=self._frozen_prefix(cut))
                 self.cache.put(key, tr, va)
                 pair = (tr, va)
             else:
@@ -289,8 +301,13 @@ class _Run:
                 x = x.contiguous(memory_format=policy.memory_format())
         else:
             x = self.prep(src.train[idx.to(src.train.device)], augment=self.plan.augment, generator=gen)
-            if cut > 0:
-                with torch.no_grad(), policy.autocast():
+            prefix = self._frozen_prefix(cut)
+            if prefix is not None:
+                x = prefix(x)
+            elif cut > 0:
+                # BN policy "train": BatchNorm's scale and shift learn inside the frozen groups, so
+                # the gradient has to flow back through them (their convolutions stay frozen).
+                with policy.autocast(training=True):
                     x = net.features(x, 0, cut)
         if not policy.train_amp:
             x = x.float()
@@ -310,9 +327,12 @@ class _Run:
                 with policy.autocast():
                     logits = net.head(net.features(x, cut, None)).float()
             else:
-                x = self.prep(src.val[sl])
+                x, start = self.prep(src.val[sl]), 0
+                prefix = self._frozen_prefix(cut)
+                if prefix is not None:
+                    x, start = prefix(x), cut
                 with policy.autocast():
-                    logits = net(x).float()
+                    logits = net.head(net.features(x, start, None)).float()
             losses.append(F.cross_entropy(logits, y[sl], reduction="sum"))
             p = logits.softmax(1)
             conf, pred = p.max(1)
