@@ -13,7 +13,7 @@ from tlcore.runs import RunStore
 from tlcore.train.events import EpochEnded, Phase, RunEnded, RunStarted, Step, Unfrozen
 from tlcore.train.features import FeatureCache
 from tlcore.train.loop import train
-from tlcore.train.plan import Plan
+from tlcore.train.plan import CPU_IMAGE_SIZE, Plan
 from tlcore.train.schedules import multiplier
 
 # Digits are 8x8; 32 px through EfficientNet-Lite0 keeps every run to seconds on two cores.
@@ -150,13 +150,15 @@ def test_a_diverging_run_fails_with_a_message_about_the_learning_rate(tmp_path, 
 
 
 def test_cli_train_on_digits_prints_one_json_line():
+    # No --image-size: the CLI takes the dashboard's default for this machine and records it in the plan.
     out = subprocess.run([sys.executable, "-m", "tlcore", "train", "--dataset", "digits", "--model",
-                          "efficientnet_lite0", "--strategy", "feature_extractor", "--epochs", "2",
-                          "--image-size", "32"], capture_output=True, text=True, timeout=300)
+                          "efficientnet_lite0", "--strategy", "feature_extractor", "--epochs", "2", "--device", "cpu"],
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["status"] == "finished" and result["val_acc"] > 0.5
     assert {"run_id", "strategy", "val_acc", "macro_f1", "seconds", "images_per_s"} <= set(result)
+    assert RunStore().load(result["run_id"]).plan.image_size == CPU_IMAGE_SIZE
 
 
 def test_cli_rejects_a_bad_plan_in_one_line():

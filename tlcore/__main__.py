@@ -16,14 +16,18 @@ from .errors import TLCoreError
 
 
 def _plan_options(parser: argparse.ArgumentParser) -> None:
-    from .train.plan import Plan
+    from .train.plan import CPU_IMAGE_SIZE, Plan
 
     hints = typing.get_type_hints(Plan)
     for f in dataclasses.fields(Plan):
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
         choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
-        if hint is bool:
+        if f.name == "image_size":   # the dashboard's default for this machine, filled in after parsing
+            parser.add_argument(flag, dest=f.name, type=int, default=None, metavar="PX",
+                                help=f"side in px fed to the model (default: {CPU_IMAGE_SIZE} on a CPU, the model's "
+                                     "own size on a GPU; 0: the model's own size)")
+        elif hint is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default)
         elif choices:
             parser.add_argument(flag, dest=f.name, choices=choices, default=f.default)
@@ -72,10 +76,13 @@ class _Progress:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .runs import RunStore
     from .train.loop import train
-    from .train.plan import Plan
+    from .train.plan import Plan, default_image_size
 
     fields = {f.name for f in dataclasses.fields(Plan)}
-    plan = Plan(**{k: v for k, v in vars(args).items() if k in fields})
+    options = {k: v for k, v in vars(args).items() if k in fields}
+    if options["image_size"] is None:
+        options["image_size"] = default_image_size(options["device"])
+    plan = Plan(**options)
     store = RunStore()
     run_id = store.create(plan, owner="cli")
     progress = _Progress()

@@ -8,18 +8,15 @@ import typing
 
 import streamlit as st
 
-from tlcore.device import pick
 from tlcore.errors import PlanError
-from tlcore.train.plan import Plan
+from tlcore.train.plan import Plan, default_image_size
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Plan)}
 _HINTS = typing.get_type_hints(Plan)
-# CPU default: 96 px keeps the offline default run to seconds on a laptop; GPUs get the model's size.
-CPU_IMAGE_SIZE = 96
 
 
 def default_plan() -> Plan:
-    return Plan(image_size=0 if pick("auto").is_cuda else CPU_IMAGE_SIZE)
+    return Plan(image_size=default_image_size())
 
 
 def _parse(name: str, text: str):
