@@ -96,3 +96,23 @@ def test_a_teacher_link_hides_controls():
     at = page("train", hide="lr,factor")
     labels = {w.label for w in at.select_slider} | {w.label for w in at.number_input}
     assert "Learning rate (head)" not in labels and "Discriminative factor (1 = off)" not in labels
+
+
+def test_model_page_offers_the_download_and_says_plainly_when_it_cannot(tmp_path, monkeypatch):
+    import urllib.error
+
+    import torch
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("offline")
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+    monkeypatch.setattr(torch.hub, "urlopen", offline)
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    try:
+        at = page("model", model="resnet18")
+        button = next(b for b in at.button if b.label.startswith("Download the weights now"))
+        button.click().run()
+        assert not at.exception
+        assert any("resnet18-f37072fd.pth" in e.value and "download.pytorch.org" in e.value for e in at.error)
+    finally:
+        torch.hub.set_dir(str(tmp_path / "unused"))

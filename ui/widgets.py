@@ -96,9 +96,18 @@ def progress(run: Run) -> None:
                                           f"{last.images_per_s:,.0f} images/s · about {left:,.0f} s left")
     elif phases:
         p = phases[-1]
+        if p.name == "download":
+            download_bar(st.empty(), "Downloading", p.done, p.total or None)
+            return
         what = {"features": "Computing the frozen layers' features once", "data": "Loading the data",
                 "svm": "Fitting the SVM", "classifier": "Fitting the classifier"}.get(p.name, p.name)
-        st.progress(p.done / max(p.total, 1), text=f"{what}{' (from cache)' if p.cache_hit else ''}…")
+        st.progress(min(p.done / max(p.total, 1), 1.0), text=f"{what}{' (from cache)' if p.cache_hit else ''}…")
+
+
+def download_bar(slot, what: str, done: int, total: int | None) -> None:
+    """A progress bar in `slot` for bytes arriving; a moving count when the server gives no size."""
+    mb = f"{done / 2**20:,.1f} MB" + (f" of {total / 2**20:,.1f} MB" if total else "")
+    slot.progress(min(done / total, 1.0) if total else 0.0, text=f"{what}… {mb}")
 
 
 def data_or_stop(plan):
@@ -106,8 +115,11 @@ def data_or_stop(plan):
     from tlcore.errors import DatasetError, DownloadRequired
 
     from . import data as ui_data
+    bar = st.empty()
     try:
-        return ui_data.load(plan)
+        return ui_data.load(plan, lambda done, total: download_bar(bar, "Downloading the dataset", done, total))
     except (DownloadRequired, DatasetError) as e:
         st.error(str(e))
         st.stop()
+    finally:
+        bar.empty()

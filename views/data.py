@@ -75,11 +75,14 @@ plan = state.plan()
 if plan.dataset == "folder" and not plan.dataset_path:
     st.info("Upload a zip or take webcam shots to use your own images.")
     st.stop()
+title = DATASETS[plan.dataset].title
 try:
-    with st.status(f"Loading {DATASETS[plan.dataset].title}…", expanded=False) as status:
-        data = ui_data.load(plan)
-        status.update(label=f"{DATASETS[plan.dataset].title}: {len(data.train_y):,} training and "
-                            f"{len(data.val_y):,} validation images", state="complete")
+    with st.status(f"Loading {title}…", expanded=True) as status:
+        bar = st.empty()   # filled only while a first use downloads the dataset
+        data = ui_data.load(plan, lambda done, total: widgets.download_bar(bar, f"Downloading {title}", done, total))
+        bar.empty()
+        status.update(label=f"{title}: {len(data.train_y):,} training and {len(data.val_y):,} validation images",
+                      state="complete", expanded=False)
 except (DownloadRequired, DatasetError) as e:
     st.error(str(e))
     st.stop()

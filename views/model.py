@@ -1,7 +1,8 @@
 import streamlit as st
 
-from tlcore import plots
-from tlcore.models import MODELS, model_card, weights_status
+from tlcore import downloads, plots
+from tlcore.errors import DownloadRequired
+from tlcore.models import MODELS, download_weights, model_card, weights_status
 from ui import services, state, widgets
 
 services.owner()
@@ -32,6 +33,16 @@ c[5].metric("Weights", STATUS[card["status"]])
 if card["status"] == "needs download":
     st.warning(f"Training with this model first downloads its weights from {card['source']} "
                "(into torch's usual cache). Offline, pick EfficientNet-Lite0.")
+    if st.button(f"Download the weights now ({card['size_mb']:.0f} MB)" if card["size_mb"] else "Download the weights now"):
+        bar = st.empty()
+        try:
+            with downloads.reporting(lambda done, total: widgets.download_bar(bar, f"Downloading {card['title']}",
+                                                                              done, total)):
+                download_weights(plan.model)
+            st.rerun()   # the card now says "downloaded"
+        except DownloadRequired as e:
+            bar.empty()
+            st.error(str(e))
 
 left, right = st.columns([2, 3])
 with left:

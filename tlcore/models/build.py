@@ -42,17 +42,28 @@ def weights_status(name: str) -> WeightsStatus:
     return "cached" if path is not None and path.exists() else "needs download"
 
 
-def _load_pretrained(spec: ModelSpec, model: nn.Module) -> None:
-    if spec.load_shipped is not None:
-        spec.load_shipped(model)
-        return
+def _hub_state_dict(spec: ModelSpec) -> dict:
     try:  # torch.hub's cache first, the download (with a progress bar) only when absent
-        state = spec.weights.get_state_dict(progress=True, check_hash=False)
+        return spec.weights.get_state_dict(progress=True, check_hash=False)
     except (urllib.error.URLError, OSError, RuntimeError) as e:
         name = os.path.basename(spec.weights.url)
         raise DownloadRequired(f"{spec.title} ImageNet weights ({name})", spec.weights.url,
                                f"expected in {_checkpoint_path(spec).parent}: {type(e).__name__}") from None
-    model.load_state_dict(state)
+
+
+def download_weights(name: str) -> None:
+    """Fetch a zoo entry's ImageNet weights into torch.hub's cache now (a no-op when they are here);
+    wrap in `tlcore.downloads.reporting` to follow the bytes."""
+    spec = MODELS[name]
+    if weights_status(name) == "needs download":
+        _hub_state_dict(spec)
+
+
+def _load_pretrained(spec: ModelSpec, model: nn.Module) -> None:
+    if spec.load_shipped is not None:
+        spec.load_shipped(model)
+        return
+    model.load_state_dict(_hub_state_dict(spec))
 
 
 def _bare(spec: ModelSpec, pretrained: bool) -> nn.Module:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import downloads
 from ..data import ImageSplits, load_dataset
 from ..device import DevicePolicy, pick
 from ..errors import TLCoreError
@@ -100,14 +101,18 @@ class _Run:
         self.spec = MODELS[plan.model]
         self.size = plan.resolved_image_size()
         self.emit(Phase("data", 0, 1))
-        self.data: ImageSplits = load_dataset(plan.dataset, image_size=self.size, per_class=plan.per_class,
-                                              imbalance=plan.imbalance, seed=plan.seed,
-                                              path=plan.dataset_path or None)
+        with downloads.reporting(self._downloading):
+            self.data: ImageSplits = load_dataset(plan.dataset, image_size=self.size, per_class=plan.per_class,
+                                                  imbalance=plan.imbalance, seed=plan.seed,
+                                                  path=plan.dataset_path or None)
         self.emit(Phase("data", 1, 1))
         if plan.strategy == "pixel_svm":
             self._run_pixel_svm()
         else:
             self._run_network()
+
+    def _downloading(self, done: int, total: int | None) -> None:
+        self.emit(Phase("download", done, total or 0))
 
     def _started(self, trainable: int, frozen: int, groups: tuple[str, ...]) -> None:
         d = self.data
@@ -135,8 +140,9 @@ class _Run:
     # --- network strategies --------------------------------------------------------------------
     def _run_network(self) -> None:
         plan, policy = self.plan, self.policy
-        net = build_network(plan.model, self.data.num_classes, pretrained=plan.pretrained,
-                            head=plan.head if plan.head in ("linear", "mlp") else "linear")
+        with downloads.reporting(self._downloading):
+            net = build_network(plan.model, self.data.num_classes, pretrained=plan.pretrained,
+                                head=plan.head if plan.head in ("linear", "mlp") else "linear")
         net = net.to(policy.device, memory_format=policy.memory_format())
         self.net = net
         names = net.group_names
