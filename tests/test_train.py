@@ -84,6 +84,16 @@ def test_bn_train_policy_lets_batchnorm_learn_inside_frozen_groups():
     assert all(torch.equal(got[k].weight, want[k].weight) for k in convs)
 
 
+def test_cpu_trains_in_bf16_only_the_models_that_gain_from_it_and_learns_in_it():
+    from tlcore.device import pick
+    from tlcore.models import MODELS
+    native_bf16 = pick("cpu").amp_dtype is not None
+    _, events = run(TINY.replace(model="resnet18", strategy="scratch", epochs=3, lr=3e-3, device="cpu"))
+    assert of(events, EpochEnded)[-1].val_acc > 0.3
+    assert ("bf16 inference and training" in of(events, RunStarted)[0].device) == native_bf16
+    assert not pick("cpu").for_model(MODELS["efficientnet_lite0"]).train_amp   # depthwise + BN: fp32 is faster
+
+
 def test_gradual_unfreeze_opens_one_group_per_epoch_from_the_top():
     plan = TINY.replace(strategy="gradual_unfreeze", epochs=3)
     _, events = run(plan)

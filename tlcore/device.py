@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ class DevicePolicy:
     amp_dtype: torch.dtype | None      # autocast dtype for inference (frozen layers, evaluation); None: fp32
     channels_last: bool
     name: str                          # for people: "cuda:0 (NVIDIA H100 80GB HBM3)", "cpu (2 threads)"
-    train_amp: bool = True             # also autocast the training steps (CPU bf16 backward is slow: off there)
+    train_amp: bool = True             # also autocast the training steps (on a CPU: per model, see for_model)
 
     @property
     def is_cuda(self) -> bool:
@@ -27,6 +28,16 @@ class DevicePolicy:
 
     def memory_format(self) -> torch.memory_format:
         return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def for_model(self, spec) -> "DevicePolicy":
+        """The policy for training `spec` (a ModelSpec). GPUs train every model under autocast. A CPU
+        with native bf16 does so only where the model gains from it (ModelSpec.cpu_bf16_training)."""
+        if self.device.type != "cpu" or self.amp_dtype is None:
+            return self
+        train = bool(spec.cpu_bf16_training)
+        return dataclasses.replace(self, train_amp=train,
+                                   name=self.name.replace("bf16 inference", "bf16 inference and training" if train
+                                                          else "bf16 inference"))
 
 
 def _cpu_threads() -> int:
@@ -66,12 +77,12 @@ def pick(choice: str = "auto") -> DevicePolicy:
         raise PlanError("device", "MPS was asked for but this machine has no Apple GPU")
     threads = _cpu_threads()
     torch.set_num_threads(threads)
-    # channels_last lets oneDNN pick its fast convolution kernels (2x on depthwise-heavy nets here);
-    # bf16 autocast for inference only where the CPU does bf16 arithmetic natively (AVX512-BF16 / AMX):
-    # 2.5x on frozen features there; its backward pass is slower than fp32, so training steps stay fp32.
+    # channels_last lets oneDNN pick its fast convolution kernels (1.45x on depthwise-heavy nets here);
+    # bf16 autocast only where the CPU does bf16 arithmetic natively (AVX512-BF16 / AMX): 2.3-3.8x on
+    # frozen features there. Whether training steps use it too depends on the model (for_model).
     bf16 = _cpu_has_bf16() and os.environ.get("TLCORE_CPU_BF16", "1") != "0"
     return DevicePolicy(torch.device("cpu"), torch.bfloat16 if bf16 else None, True,
-                        f"cpu ({threads} threads{', bf16 inference' if bf16 else ''})", train_amp=False)
+                        f"cpu ({threads} threads{', bf16 inference' if bf16 else ''})", train_amp=bf16)
 
 
 def describe() -> str:

@@ -36,6 +36,10 @@ class ModelSpec:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     meta: dict[str, Any] = field(default_factory=dict)  # params, top1, file_size_mb, depth, categories
+    # Train in bf16 autocast on a CPU with native bf16 (AVX512-BF16/AMX)? Yes for plain and ConvNeXt
+    # convolutions (1.3-1.7x); no for inverted residuals, whose depthwise + BatchNorm backward is
+    # 30-40% slower in bf16 there (2-core Zen 4, torch 2.14, 96 px, batch 16; see DevicePolicy.for_model).
+    cpu_bf16_training: bool = True
 
     @property
     def group_names(self) -> tuple[str, ...]:

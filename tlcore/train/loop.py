@@ -97,8 +97,8 @@ class _Run:
     def execute(self) -> None:
         plan = self.plan
         torch.manual_seed(plan.seed)
-        self.policy: DevicePolicy = pick(plan.device)
         self.spec = MODELS[plan.model]
+        self.policy: DevicePolicy = pick(plan.device).for_model(self.spec)
         self.size = plan.resolved_image_size()
         self.emit(Phase("data", 0, 1))
         with downloads.reporting(self._downloading):
@@ -279,7 +279,7 @@ class _Run:
                 self.emit(Phase("features", 1, 1, cache_hit=True))
             dev = self.policy.device
             # Head-only features are small: keep fp32. Deeper cached maps stay half precision on a GPU.
-            dtype = torch.float16 if cut < n_groups and self.policy.train_amp else torch.float32
+            dtype = torch.float16 if cut < n_groups and self.policy.train_amp and self.policy.is_cuda else torch.float32
             return _Source(pair[0].to(dev, dtype), pair[1].to(dev, dtype), cached=True)
         dev = self.policy.device
         # Raw uint8 images go to the GPU once when they fit: batches are then gathered there.
