@@ -33,6 +33,8 @@ def test_plan_json_round_trips_every_field():
     ("image_size", 8),
     ("image_size", 4096),
     ("imbalance", 0.5),
+    ("imbalance", 1e6),
+    ("dataset_path", 5),
     ("per_class", 1),
     ("schedule", "sawtooth"),
     ("optimizer", "adam9000"),
@@ -58,9 +60,16 @@ def test_fine_tune_top_cannot_ask_for_more_groups_than_the_model_has():
 
 def test_sklearn_heads_need_frozen_features():
     Plan(strategy="feature_extractor", head="logreg")
-    with pytest.raises(PlanError) as err:
-        Plan(strategy="fine_tune_all", head="linear_svm")
-    assert err.value.field == "head"
+    for bad, field in ((dict(strategy="fine_tune_all"), "head"), (dict(augment=True), "augment"),
+                       (dict(bn="train"), "bn")):
+        with pytest.raises(PlanError) as err:
+            Plan(**{"strategy": "feature_extractor", "head": "linear_svm", **bad})
+        assert err.value.field == field
+
+
+def test_scratch_has_nothing_to_protect_so_every_group_gets_the_same_rate():
+    assert Plan(strategy="scratch", factor=2.6).discriminative_factor == 1.0
+    assert Plan(strategy="fine_tune_all", factor=2.6).discriminative_factor == 2.6
 
 
 def test_unknown_json_key_names_itself():

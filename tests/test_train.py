@@ -139,6 +139,45 @@ def test_a_stop_request_ends_the_run_as_stopped_and_the_store_lists_it(tmp_path)
     assert len([e for e in loaded.events if isinstance(e, RunEnded)]) == 1
 
 
+def test_a_stop_during_feature_extraction_ends_the_run_there(tmp_path):
+    plan = TINY.replace(strategy="feature_extractor", image_size=64)
+    phases: list = []
+
+    def stop_after_first_batch() -> bool:
+        return any(p.name == "features" for p in phases)
+
+    events: list = []
+    train(plan, lambda e: (events.append(e), isinstance(e, Phase) and phases.append(e)),
+          should_stop=stop_after_first_batch, feature_cache=FeatureCache(tmp_path, 2**30))
+    assert [e.status for e in of(events, RunEnded)] == ["stopped"]
+    features = [p for p in of(events, Phase) if p.name == "features"]
+    assert len(features) == 1 and features[0].done < features[0].total    # one batch, not the whole set
+    assert of(events, EpochEnded) == []
+
+
+def test_a_stopped_run_keeps_the_predictions_of_its_last_finished_epoch(tmp_path):
+    plan = TINY.replace(strategy="fine_tune_top", epochs=3)
+    events: list = []
+    train(plan, events.append, should_stop=lambda: len(of(events, EpochEnded)) >= 1, artifact_dir=tmp_path)
+    assert [e.status for e in of(events, RunEnded)] == ["stopped"]
+    saved = torch.load(tmp_path / "predictions.pt")
+    last = of(events, EpochEnded)[-1]
+    assert len(saved["pred"]) == sum(map(sum, last.confusion))
+    assert (saved["pred"] == saved["true"]).float().mean().item() == pytest.approx(last.val_acc)
+
+
+def test_sklearn_head_fits_even_when_the_feature_cache_has_no_room():
+    _, events = run(TINY.replace(head="logreg"), feature_cache=FeatureCache(None, 0))
+    assert [e.status for e in of(events, RunEnded)] == ["finished"]
+    assert of(events, EpochEnded)[-1].val_acc > 0.6
+
+
+def test_scratch_trains_every_group_at_the_same_rate():
+    _, events = run(TINY.replace(strategy="scratch", epochs=1, factor=2.6))
+    lrs = of(events, Step)[-1].lrs
+    assert max(lrs) == pytest.approx(min(lrs))
+
+
 def test_a_diverging_run_fails_with_a_message_about_the_learning_rate(tmp_path, monkeypatch):
     import tlcore.train.loop as loop
 
@@ -176,3 +215,27 @@ def test_cli_rejects_a_bad_plan_in_one_line():
                          timeout=120)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == ["error: epochs: must be between 1 and 1000"]
+    for bad in (["--strategy", "magic"], ["--epochs", "three"]):
+        out = subprocess.run([sys.executable, "-m", "tlcore", "train", *bad], capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert out.stderr.startswith("error: ") and bad[0] in out.stderr
+
+
+def test_cli_ctrl_c_stops_the_run_cleanly_and_still_reports_it():
+    import signal
+    import time
+
+    p = subprocess.Popen([sys.executable, "-m", "tlcore", "train", "--strategy", "fine_tune_all", "--epochs", "50",
+                          "--image-size", "32"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store, deadline = RunStore(), time.time() + 120
+    while time.time() < deadline and not any(r.status == "running" for r in store.list()):
+        time.sleep(0.2)
+    run_id = store.list()[0].id
+    while time.time() < deadline and not store.load(run_id).steps:
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["status"] == "stopped" and store.status(run_id) == "stopped"

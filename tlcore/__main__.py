@@ -6,9 +6,12 @@ one JSON line on stdout; bad input exits non-zero with a one-line error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import signal
 import sys
+import threading
 import typing
 from typing import Any, Sequence
 
@@ -73,8 +76,37 @@ class _Progress:
         self.stream.write(f"\r{label:<12} [{'#' * filled}{'.' * (30 - filled)}] {100 * frac:5.1f}%  {extra}\x1b[K")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad input ends in one line, like every other error here, not argparse's usage block."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops(stop: threading.Event, stream=sys.stderr):
+    """First Ctrl-C: stop after the current step, keeping what was done. Second: abort."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        stream.write("\nstopping after this step (Ctrl-C again to abort)\n")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .runs import RunStore
+    from .train.events import RunEnded
     from .train.loop import train
     from .train.plan import Plan, default_image_size
 
@@ -91,7 +123,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         store.append(run_id, event)
         progress(event)
 
-    train(plan, sink, artifact_dir=store.artifact_dir(run_id))
+    stop = threading.Event()
+    try:
+        with _ctrl_c_stops(stop):
+            train(plan, sink, stop.is_set, artifact_dir=store.artifact_dir(run_id))
+    except KeyboardInterrupt:
+        store.append(run_id, RunEnded("stopped", "aborted from the keyboard"))
+        print("\nerror: aborted from the keyboard", file=sys.stderr)
+        return 130
     run = store.load(run_id)
     last = run.epochs[-1] if run.epochs else None
     print(json.dumps({
@@ -102,11 +141,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "images_per_s": round(sum(e.images_per_s for e in run.epochs) / len(run.epochs), 1) if run.epochs else None,
         "message": run.message,
     }))
+    if stop.is_set():
+        return 130   # the shell's code for "ended by Ctrl-C", after a clean stop
     return 0 if run.status == "finished" else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tlcore", description="Transfer Learning Lab engine")
+    parser = _Parser(prog="python -m tlcore", description="Transfer Learning Lab engine")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("datasets", help="list the datasets and whether each works offline now")
     sub.add_parser("models", help="list the model zoo and whether each model's weights are here")

@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import os
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
@@ -42,11 +43,13 @@ class FeatureCache:
         self.root = Path(root) if root is not None else cache_dir() / "features"
         self.budget = budget_bytes if budget_bytes is not None else _budget_bytes()
         self._mem: "OrderedDict[str, tuple[torch.Tensor, torch.Tensor]]" = OrderedDict()
+        self._lock = threading.Lock()   # one cache serves every job thread of a server
 
     def get(self, key: str) -> tuple[torch.Tensor, torch.Tensor] | None:
-        if key in self._mem:
-            self._mem.move_to_end(key)
-            return self._mem[key]
+        with self._lock:
+            if key in self._mem:
+                self._mem.move_to_end(key)
+                return self._mem[key]
         path = self.root / f"{key}.pt"
         if path.exists():
             try:
@@ -54,7 +57,7 @@ class FeatureCache:
             except Exception:  # a torn or stale file is just a miss
                 return None
             self._remember(key, (pair["train"], pair["val"]))
-            return self._mem[key]
+            return pair["train"], pair["val"]
         return None
 
     def put(self, key: str, train: torch.Tensor, val: torch.Tensor) -> None:
@@ -62,15 +65,19 @@ class FeatureCache:
         self._remember(key, (train, val))
         if train.nbytes + val.nbytes <= self.budget:
             self.root.mkdir(parents=True, exist_ok=True)
-            tmp = self.root / f".{key}.{os.getpid()}.tmp"
-            torch.save({"train": train, "val": val}, tmp)
-            os.replace(tmp, self.root / f"{key}.pt")  # atomic: readers never see half a file
+            tmp = self.root / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
+            try:
+                torch.save({"train": train, "val": val}, tmp)
+                os.replace(tmp, self.root / f"{key}.pt")  # atomic: readers never see half a file
+            finally:
+                tmp.unlink(missing_ok=True)
 
     def _remember(self, key: str, pair: tuple[torch.Tensor, torch.Tensor]) -> None:
-        self._mem[key] = pair
-        self._mem.move_to_end(key)
-        while sum(a.nbytes + b.nbytes for a, b in self._mem.values()) > self.budget and len(self._mem) > 1:
-            self._mem.popitem(last=False)
+        with self._lock:
+            self._mem[key] = pair
+            self._mem.move_to_end(key)
+            while sum(a.nbytes + b.nbytes for a, b in self._mem.values()) > self.budget and len(self._mem) > 1:
+                self._mem.popitem(last=False)
 
     def fits(self, n_images: int, per_image_numel: int) -> bool:
         return n_images * per_image_numel * 2 <= self.budget

@@ -64,27 +64,34 @@ def train(plan: Plan, emit: Emit, should_stop: Callable[[], bool] = lambda: Fals
     """
     t0 = time.perf_counter()
     run = _Run(plan, emit, should_stop, artifact_dir, feature_cache or default_cache())
+    status, message = "finished", ""
     try:
         run.execute()
     except _Stopped:
-        emit(RunEnded("stopped", "stopped on request; the epochs already finished are kept", time.perf_counter() - t0))
-        return getattr(run, "net", None)
+        status, message = "stopped", "stopped on request; the epochs already finished are kept"
     except (_Failed, TLCoreError) as e:
-        emit(RunEnded("failed", str(e), time.perf_counter() - t0))
-        return None
-    except torch.cuda.OutOfMemoryError:
-        torch.cuda.empty_cache()
-        emit(RunEnded("failed", "the GPU ran out of memory: try a smaller batch size or image size",
-                      time.perf_counter() - t0))
-        return None
-    except Exception as e:  # a bug, not the student's fault: say what happened, keep the trace
-        if artifact_dir is not None:
-            Path(artifact_dir).mkdir(parents=True, exist_ok=True)
-            (Path(artifact_dir) / "error.txt").write_text(traceback.format_exc())
-        emit(RunEnded("failed", f"internal error: {type(e).__name__}: {e}", time.perf_counter() - t0))
-        return None
-    emit(RunEnded("finished", "", time.perf_counter() - t0))
-    return getattr(run, "net", None)
+        status, message = "failed", str(e)
+    except Exception as e:
+        if _out_of_memory(e):
+            status, message = "failed", ("the device ran out of memory: try a smaller batch size or image size "
+                                         "(or wait until another run on it has finished)")
+        else:  # a bug, not the student's fault: say what happened, keep the trace
+            if artifact_dir is not None:
+                Path(artifact_dir).mkdir(parents=True, exist_ok=True)
+                (Path(artifact_dir) / "error.txt").write_text(traceback.format_exc())
+            status, message = "failed", f"internal error: {type(e).__name__}: {e}"
+    net = getattr(run, "net", None) if status != "failed" else None
+    if status == "failed":
+        del run   # outside the except block: no traceback holds its tensors any more
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    emit(RunEnded(status, message, time.perf_counter() - t0))
+    return net
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    # CUDA has its own exception type; MPS and some cuBLAS paths raise a RuntimeError that says so.
+    return isinstance(e, torch.cuda.OutOfMemoryError) or (isinstance(e, RuntimeError) and "out of memory" in str(e))
 
 
 class _Run:
@@ -160,17 +167,19 @@ class _Run:
 
         if plan.head in ("logreg", "linear_svm"):
             apply_cut(net, n, plan.bn)
-            src = self._source(n)
             t = time.perf_counter()
+            src = self._source(n)
+            train_f, val_f = (src.train, src.val) if src.cached else self._compute_features(n)
             self.emit(Phase("classifier", 0, 1))
-            pred, scores, _ = sklearn_heads.fit_predict(plan.head, src.train.float().numpy(),
-                                                        self.data.train_y.numpy(), src.val.float().numpy(), plan.seed)
+            pred, scores, _ = sklearn_heads.fit_predict(plan.head, train_f.float().cpu().numpy(),
+                                                        self.data.train_y.numpy(), val_f.float().cpu().numpy(),
+                                                        plan.seed)
             self.emit(Phase("classifier", 1, 1))
             self._finish_classical(pred, scores, time.perf_counter() - t, cache_hit=self._last_hit)
             return
 
         # Discriminative rates: the head is the top "group"; each backbone group below gets 1/factor of the one above.
-        scales = group_lrs(1.0, n + 1, plan.factor)
+        scales = group_lrs(1.0, n + 1, plan.discriminative_factor)
         params = [{"params": list(g.parameters()), "lr": plan.lr * s} for g, s in zip(net.groups.values(), scales)]
         params.append({"params": list(net.head.parameters()), "lr": plan.lr})
         if plan.optimizer == "sgd":
@@ -184,6 +193,9 @@ class _Run:
         total = steps_per_epoch * plan.epochs
         gen = torch.Generator().manual_seed(plan.seed)
         train_y = self.data.train_y.to(policy.device)
+        # fp16 (GPUs without bf16) underflows small gradients unless the loss is scaled; bf16 needs no scaling.
+        scaler = torch.amp.GradScaler(policy.device.type, enabled=policy.is_cuda and policy.train_amp
+                                      and policy.amp_dtype == torch.float16)
         step = 0
         prev_cut = n + 1
         for epoch, cut in enumerate(cuts):
@@ -192,8 +204,8 @@ class _Run:
                     self.emit(Unfrozen(epoch, names[g]))
             prev_cut = cut
             apply_cut(net, cut, plan.bn)
+            t_epoch = time.perf_counter()   # computing the frozen features is part of the epoch that needs them
             src = self._source(cut)
-            t_epoch = time.perf_counter()
             perm = torch.randperm(n_train, generator=gen)[: steps_per_epoch * bs].to(policy.device)
             loss_sum = torch.zeros((), device=policy.device)
             last_emit = 0.0
@@ -209,8 +221,9 @@ class _Run:
                 logits = self._forward_train(src, idx, cut, gen)
                 loss = F.cross_entropy(logits.float(), train_y[idx])
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
                 loss_sum += loss.detach()
                 now = time.perf_counter()
                 # Reading the loss syncs the GPU; do it only when we report (always on CPU: it is free there).
@@ -231,9 +244,9 @@ class _Run:
                               "is probably too high; try 10x lower")
             seconds = time.perf_counter() - t_epoch
             val_loss, pred, prob = self._evaluate(src, cut)
+            self.last_pred, self.last_prob = pred, prob   # a stop later on still keeps these
             self._epoch_ended(epoch, train_loss, val_loss, pred, names[cut:], seconds,
                               steps_per_epoch * bs / max(seconds, 1e-9), src.cached and self._last_hit)
-        self.last_pred, self.last_prob = pred, prob
         self._save_model()
 
     # --- data for the trainable part -----------------------------------------------------------
@@ -265,16 +278,8 @@ class _Run:
             pair = self.cache.get(key)
             self._last_hit = pair is not None
             if pair is None:
-                total = len(d.train_y) + len(d.val_y)
-                batch = 256 if self.policy.is_cuda else 64
-                progress = lambda done, _n, off=0: self.emit(Phase("features", off + done, total))  # noqa: E731
-                tr = compute_prefix(self.net, d.train_x, cut, self.prep, self.policy, batch, progress,
-                                    prefix=self._frozen_prefix(cut))
-                va = compute_prefix(self.net, d.val_x, cut, self.prep, self.policy, batch,
-                                    lambda done, _n: self.emit(Phase("features", len(d.train_y) + done, total)),
-                                    prefix=self._frozen_prefix(cut))
-                self.cache.put(key, tr, va)
-                pair = (tr, va)
+                pair = self._compute_features(cut)
+                self.cache.put(key, *pair)
             else:
                 self.emit(Phase("features", 1, 1, cache_hit=True))
             dev = self.policy.device
@@ -287,10 +292,31 @@ class _Run:
         where = dev if fits else torch.device("cpu")
         return _Source(d.train_x.to(where), d.val_x.to(where), cached=False)
 
+    def _compute_features(self, cut: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """groups[:cut] over both splits, with progress; a stop request is honoured between batches."""
+        d = self.data
+        total = len(d.train_y) + len(d.val_y)
+        batch = 256 if self.policy.is_cuda else 64
+
+        def progress(offset: int) -> Callable[[int, int], None]:
+            def report(done: int, _n: int) -> None:
+                self.emit(Phase("features", offset + done, total))
+                if self.should_stop():
+                    raise _Stopped()
+            return report
+
+        prefix = self._frozen_prefix(cut)
+        tr = compute_prefix(self.net, d.train_x, cut, self.prep, self.policy, batch, progress(0), prefix=prefix)
+        va = compute_prefix(self.net, d.val_x, cut, self.prep, self.policy, batch, progress(len(d.train_y)),
+                            prefix=prefix)
+        return tr, va
+
     def _identity(self) -> dict:
         p = self.plan
         ident = {"dataset": p.dataset, "path": p.dataset_path, "per_class": p.per_class, "imbalance": p.imbalance,
                  "seed": p.seed, "model": p.model, "pretrained": p.pretrained, "size": self.size,
+                 # bf16 features from one device are not another's fp32 ones
+                 "device": self.policy.device.type, "dtype": str(self.policy.amp_dtype),
                  "n_train": int(self.data.train_y.numel()), "n_val": int(self.data.val_y.numel())}
         if p.dataset_path:
             path = Path(p.dataset_path)

@@ -24,6 +24,7 @@ STRATEGIES: tuple[str, ...] = get_args(Strategy)
 HEADS: tuple[str, ...] = get_args(Head)
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
 MAX_IMAGE_SIZE = 512
+MAX_IMBALANCE = 100
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,11 @@ class Plan:
     # optimisation
     epochs: int = 3
     batch_size: int = 64
-    lr: float = 1e-3                  # the top group's (and head's) peak learning rate
+    lr: float = 1e-3                  # the head's peak learning rate; each layer group below gets 1/factor of the one above
     optimizer: Optimizer = "adamw"
     momentum: float = 0.9             # SGD only
     weight_decay: float = 1e-4
-    factor: float = 2.6               # discriminative rates: each group lr / factor below the one above
+    factor: float = 2.6               # discriminative rates (fine-tuning only; scratch trains every group at lr)
     schedule: Schedule = "stlr"
     cut_frac: float = 0.1             # STLR: fraction of steps spent warming up
     ratio: float = 32.0               # STLR: peak lr / lowest lr
@@ -97,6 +98,12 @@ class Plan:
     def uses_network(self) -> bool:
         return self.strategy != "pixel_svm"
 
+    @property
+    def discriminative_factor(self) -> float:
+        """The factor actually applied. Lower rates protect what pretraining learned; random weights
+        (scratch) have nothing to protect, and 2.6**6 would all but freeze a random stem."""
+        return 1.0 if self.strategy == "scratch" else self.factor
+
     def resolved_image_size(self) -> int:
         if self.image_size:
             return self.image_size
@@ -140,6 +147,7 @@ def _validate(p: Plan) -> None:
     if p.per_class is not None:
         _check_type(p, "per_class", (int,))
     _check_type(p, "augment", (bool,))
+    _check_type(p, "dataset_path", (str,))
 
     if p.dataset not in DATASETS:
         raise PlanError("dataset", f"unknown dataset {p.dataset!r}; choose one of {', '.join(sorted(DATASETS))}")
@@ -164,8 +172,8 @@ def _validate(p: Plan) -> None:
         raise PlanError("lr", f"must be above 0 and at most 1 (got {p.lr}); typical values are 1e-4 to 1e-2")
     if p.per_class is not None and p.per_class < 2:
         raise PlanError("per_class", "needs at least 2 images per class")
-    if p.imbalance < 1:
-        raise PlanError("imbalance", "is the largest class over the smallest, so it must be at least 1")
+    if not 1 <= p.imbalance <= MAX_IMBALANCE:
+        raise PlanError("imbalance", f"is the largest class over the smallest: between 1 and {MAX_IMBALANCE}")
     if p.image_size and not spec.min_input_size <= p.image_size <= MAX_IMAGE_SIZE:
         raise PlanError("image_size", f"{spec.title} takes images from {spec.min_input_size} to {MAX_IMAGE_SIZE} px, not {p.image_size}")
     if p.factor < 1:
@@ -184,3 +192,7 @@ def _validate(p: Plan) -> None:
         raise PlanError("top_groups", f"{spec.title} has {n_groups} layer groups; fine-tune between 1 and {n_groups}")
     if p.head in ("logreg", "linear_svm") and p.strategy != "feature_extractor":
         raise PlanError("head", f"a scikit-learn {p.head} head only works on frozen features (strategy feature_extractor)")
+    if p.head in ("logreg", "linear_svm") and p.augment:
+        raise PlanError("augment", f"the {p.head} head is fitted once on fixed features: turn augmentation off")
+    if p.head in ("logreg", "linear_svm") and p.bn == "train":
+        raise PlanError("bn", f"the {p.head} head trains nothing inside the network: keep BatchNorm frozen")

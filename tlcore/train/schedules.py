@@ -21,8 +21,9 @@ def multiplier(schedule: str, step: int, total_steps: int, *, cut_frac: float = 
         return 1.0
     if schedule == "stlr":
         # ULMFiT (Howard & Ruder 2018), eq. 3: a short linear climb to the cut, a long linear descent.
-        # Steps 0..T-1 are taken; the formula is evaluated at t in [0, T] so the last step sits just
-        # above lr/ratio and t = T lands on it exactly.
+        # The paper divides the descent by cut * (1/cut_frac - 1), which equals T - cut only when
+        # T * cut_frac is a whole number; otherwise it overshoots and the rate goes negative near
+        # the end. We divide by T - cut, so the descent always ends at lr/ratio at t = T.
         cut = max(1, math.floor(total * cut_frac))
         p = t / cut if t < cut else 1 - (t - cut) / max(total - cut, 1)
         return (1 + p * (ratio - 1)) / ratio

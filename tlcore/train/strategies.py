@@ -66,7 +66,7 @@ def planned_lrs(plan: Plan, n_groups: int, steps_per_epoch: int):
     from .schedules import curve
 
     total = steps_per_epoch * plan.epochs
-    lrs = curve(plan.schedule, total, plan.lr, n_groups + 1, plan.factor, cut_frac=plan.cut_frac,
+    lrs = curve(plan.schedule, total, plan.lr, n_groups + 1, plan.discriminative_factor, cut_frac=plan.cut_frac,
                 ratio=plan.ratio, warmup_frac=plan.warmup_frac)
     cuts = np.repeat(np.array(cut_schedule(plan, n_groups)), steps_per_epoch)
     frozen = np.arange(n_groups + 1)[None, :] < cuts[:, None]
