@@ -2,15 +2,23 @@
 from __future__ import annotations
 
 import io
+import os
 import stat
+import threading
 import urllib.error
 import zipfile
+from pathlib import Path
+
+import numpy as np
 
 import pytest
 import torch
 from PIL import Image
 
+import tlcore.data.registry as registry
+import tlcore.data.sources as sources
 from tlcore.data import DATASETS, class_counts, dataset_rows, load_dataset, load_folder
+from tlcore.data.images import decode, to_rgb
 from tlcore.errors import DatasetError, DownloadRequired
 
 
@@ -154,7 +162,9 @@ def _evil_zip(path, name, data=b"x", symlink=False):
 
 @pytest.mark.parametrize("make, message", [
     (lambda p: _write(p, b"not a zip at all"), "is not a zip archive"),
-    (lambda p: _write(p, _zip(p, _class_folders()).read_bytes()[:-30]), "is not a zip archive|damaged"),
+    (lambda p: _write(p, _zip(p, _class_folders()).read_bytes()[:-30]), "is a damaged zip archive"),
+    (lambda p: _write(p, b"PK\x03\x04" + bytes(200)), "is a damaged zip archive"),
+    (lambda p: _write(p, b""), "is not a zip archive"),
     (lambda p: _evil_zip(p, "../../escaped.png", _png(1, "L")), "outside the archive"),
     (lambda p: _evil_zip(p, "/etc/escaped.png", _png(1, "L")), "outside the archive"),
     (lambda p: _evil_zip(p, "cats/link.png", b"/etc/passwd", symlink=True), "symbolic link"),
@@ -180,3 +190,223 @@ def test_zip_bombs_are_refused_by_size_and_by_file_count(tmp_path):
         load_folder(path, max_bytes=100_000)
     with pytest.raises(DatasetError, match="holds 7 files"):
         load_folder(path, max_files=5)
+
+
+def test_damaged_and_not_a_zip_get_different_messages(tmp_path):
+    torn = _write(tmp_path / "torn.zip", _zip(tmp_path / "ok.zip", _class_folders()).read_bytes()[:-30])
+    with pytest.raises(DatasetError) as err:
+        load_folder(torn)
+    assert "damaged" in str(err.value) and "not a zip" not in str(err.value)
+    with pytest.raises(DatasetError) as err:
+        load_folder(_write(tmp_path / "photo.zip", _png((1, 2, 3))))
+    assert "is not a zip archive" in str(err.value)
+
+
+# --- stored size --------------------------------------------------------------------------------------
+def test_one_small_image_does_not_shrink_the_dataset(tmp_path):
+    files = {f"cats/c{i}.png": _png((200, 30, 30), size=(64, 64)) for i in range(5)}
+    files.update({f"dogs/d{i}.png": _png((30, 30, 200), size=(64, 64)) for i in range(4)})
+    files["dogs/tiny.png"] = _png((30, 30, 200), size=(10, 10))
+    d = load_folder(_zip(tmp_path / "mixed.zip", files), image_size=32)
+    assert d.train_x.shape[1:] == (3, 32, 32) and d.val_x.shape[1:] == (3, 32, 32)
+    assert (d.train_x[:, 2] > 190).sum() + (d.train_x[:, 0] > 190).sum() > 0  # colours survive the resize
+
+
+def test_mixed_sizes_are_stored_at_the_median_native_side_below_the_request(tmp_path):
+    files = {f"cats/c{i}.png": _png((200, 30, 30), size=(s, s)) for i, s in enumerate((12, 20, 20))}
+    files.update({f"dogs/d{i}.png": _png((30, 30, 200), size=(s, s)) for i, s in enumerate((20, 40, 80))})
+    d = load_folder(_zip(tmp_path / "sizes.zip", files), image_size=64)
+    assert d.image_size == 20  # the median; the 12 px one is enlarged, 40 and 80 px ones shrunk
+
+
+def test_image_file_datasets_from_torchvision_use_the_median_side_too():
+    big, tiny = Image.new("RGB", (48, 40), (9, 9, 9)), Image.new("RGBA", (6, 6), (9, 9, 9, 0))
+    train, val = [(big, 0)] * 4 + [(tiny, 1)], [(big, 1), (big, 0)]
+    (trx, try_), (vax, _) = sources._decoded([train, val], 32)
+    assert trx.shape[1:] == vax.shape[1:] == (3, 32, 32) and try_.tolist() == [0, 0, 0, 0, 1]
+    assert trx[-1].min() == 255  # transparent is white, even from torchvision's PIL images
+
+
+# --- wrappers, empty classes ------------------------------------------------------------------------
+@pytest.mark.parametrize("stray", ["myset/README.txt", "README.txt"])
+def test_a_stray_file_beside_the_class_folders_does_not_stop_the_wrapper_being_stripped(tmp_path, stray):
+    files = {**_class_folders("myset/", n=3), stray: b"my cats and dogs"}
+    d = load_folder(_zip(tmp_path / "wrapped.zip", files), image_size=16)
+    assert d.classes == ("cats", "dogs") and d.notes == {"ignored_non_images": 1}
+
+
+def test_a_stray_image_at_wrapper_level_is_counted_as_outside_the_class_folders(tmp_path):
+    files = {**_class_folders("myset/", n=3), "myset/cover.png": _png((1, 1, 1))}
+    d = load_folder(_zip(tmp_path / "wrapped.zip", files), image_size=16)
+    assert d.classes == ("cats", "dogs") and d.notes == {"ignored_outside_class_folders": 1}
+
+
+def test_a_class_whose_images_are_all_unreadable_is_counted(tmp_path):
+    files = {**_class_folders(n=3), "birds/b0.png": b"\x89PNG broken", "birds/b1.jpg": b"nope"}
+    d = load_folder(_zip(tmp_path / "birds.zip", files), image_size=16)
+    assert d.classes == ("cats", "dogs")
+    assert d.notes == {"skipped_unreadable": 2, "empty_classes": 1}
+
+
+def test_losing_a_class_to_unreadable_images_names_it(tmp_path):
+    files = {f"cats/c{i}.png": _png((200, 30, 30)) for i in range(3)}
+    files.update({"dogs/d0.png": b"\x89PNG broken", "dogs/d1.png": _png((1, 1, 1))[:40]})
+    with pytest.raises(DatasetError, match="at least two classes.*no readable images in: dogs"):
+        load_folder(_zip(tmp_path / "dogs.zip", files), image_size=16)
+
+
+def test_a_validation_class_that_training_lacks_is_named(tmp_path):
+    files = {**_class_folders("train/", n=2), **_class_folders("val/", n=1), "val/birds/b.png": _png((5, 5, 5))}
+    with pytest.raises(DatasetError, match="val/ has classes that train/ lacks: birds"):
+        load_folder(_zip(tmp_path / "tv.zip", files), image_size=16)
+
+
+def test_a_training_class_lost_to_unreadable_images_is_named_when_val_has_it(tmp_path):
+    files = {**_class_folders("train/", n=2), **_class_folders("val/", n=1),
+             "train/birds/b.png": b"\x89PNG broken", "val/birds/b.png": _png((5, 5, 5))}
+    with pytest.raises(DatasetError, match="lacks: birds .train/birds had no readable images"):
+        load_folder(_zip(tmp_path / "tv.zip", files), image_size=16)
+
+
+# --- colour conversions -----------------------------------------------------------------------------
+def _encoded(img: Image.Image, **save) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", **save)
+    return buf.getvalue()
+
+
+def test_16_bit_grey_is_scaled_to_8_bit_not_saturated():
+    grey = np.array([[0, 16384, 32768, 65535]] * 4, dtype=np.uint16)
+    rgb = np.asarray(decode(_encoded(Image.fromarray(grey))))
+    assert rgb[0, :, 0].tolist() == [0, 64, 128, 255] and (rgb[..., 0] == rgb[..., 2]).all()
+    wide = np.asarray(to_rgb(Image.fromarray(grey.astype(np.int32))))  # mode "I", as older Pillow opens them
+    assert wide[0, :, 0].tolist() == [0, 64, 128, 255]
+
+
+@pytest.mark.parametrize("img, expected", [
+    (Image.new("RGBA", (4, 4), (0, 0, 0, 0)), (255, 255, 255)),
+    (Image.new("RGBA", (4, 4), (0, 0, 0, 255)), (0, 0, 0)),
+    (Image.new("RGBA", (4, 4), (0, 0, 0, 128)), (127, 127, 127)),
+    (Image.new("LA", (4, 4), (0, 0)), (255, 255, 255)),
+])
+def test_transparency_is_composited_onto_white(img, expected):
+    assert tuple(decode(_encoded(img)).getpixel((1, 1))) == expected
+
+
+def test_palette_transparency_is_composited_onto_white():
+    img = Image.new("P", (4, 4), 0)
+    img.putpalette([0, 0, 0, 200, 10, 10])
+    img.putpixel((0, 0), 1)
+    rgb = decode(_encoded(img, transparency=0))
+    assert rgb.getpixel((1, 1)) == (255, 255, 255) and rgb.getpixel((0, 0)) == (200, 10, 10)
+
+
+# --- the decoded-dataset cache ----------------------------------------------------------------------
+def _image_dir(root, n=3):
+    for name, data in _class_folders(n=n).items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
+def test_an_image_added_to_a_class_folder_is_not_hidden_by_the_cache(tmp_path):
+    root = _image_dir(tmp_path / "shots")
+    before = load_dataset("folder", path=root, image_size=16)
+    top = os.stat(root).st_mtime_ns
+    (root / "cats" / "new.png").write_bytes(_png((200, 30, 30)))
+    assert os.stat(root).st_mtime_ns == top  # the top folder itself did not change
+    registry._MEMORY.clear()                 # the disk cache must see it too, not only memory
+    after = load_dataset("folder", path=root, image_size=16)
+    assert len(after.train_y) + len(after.val_y) == len(before.train_y) + len(before.val_y) + 1
+    (root / "dogs" / "d0.jpg").write_bytes(_png((30, 200, 30)))  # a shot retaken: same name, new content
+    again = load_dataset("folder", path=root, image_size=16)
+    assert not torch.equal(torch.cat([again.train_x, again.val_x]), torch.cat([after.train_x, after.val_x]))
+
+
+def test_a_cache_that_cannot_be_written_leaves_no_temp_file_and_does_not_fail_the_load(tmp_path, monkeypatch):
+    def disk_full(obj, f, *a, **k):
+        f.write(b"partial") if hasattr(f, "write") else Path(f).write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(registry.torch, "save", disk_full)
+    d = load_dataset("folder", path=_zip(tmp_path / "pets.zip", _class_folders(n=3)), image_size=16)
+    assert d.classes == ("cats", "dogs")
+    cache = registry.cache_dir() / "datasets"
+    assert not [p for p in cache.iterdir() if p.suffix != ".pt"] and not list(cache.glob("*.pt"))
+
+
+def test_concurrent_loads_write_the_cache_through_different_temp_files(tmp_path, monkeypatch):
+    path, names, errors = _zip(tmp_path / "pets.zip", _class_folders(n=3)), [], []
+    both_saving = threading.Barrier(2, timeout=20)
+    real_save = torch.save
+
+    def save(obj, f, *a, **k):
+        names.append(str(getattr(f, "name", f)))
+        both_saving.wait()  # two sessions of one Streamlit process, saving at the same moment
+        real_save(obj, f, *a, **k)
+    monkeypatch.setattr(registry.torch, "save", save)
+
+    def load():
+        try:
+            load_dataset("folder", path=path, image_size=16)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(set(names)) == 2
+    cache = registry.cache_dir() / "datasets"
+    assert [p.suffix for p in cache.iterdir()] == [".pt"]
+
+
+# --- availability --------------------------------------------------------------------------------
+class _FakeSet:
+    opened = 0
+    present = True
+
+    def __init__(self, root, download, **kw):
+        type(self).opened += 1
+        if not type(self).present:
+            raise RuntimeError("Dataset not found. You can use download=True to download it")
+
+
+def test_availability_is_remembered_rather_than_reloaded(tmp_path, monkeypatch):
+    fake = type("Fake", (_FakeSet,), {"opened": 0, "present": True})
+    monkeypatch.setattr(sources, "_tv_class", lambda name: fake)
+    check = DATASETS["mnist"].available_offline
+    assert check(tmp_path) and check(tmp_path) and check(str(tmp_path))
+    assert fake.opened == 2  # train and test, once
+
+
+def test_unavailability_is_remembered_only_briefly(tmp_path, monkeypatch):
+    fake = type("Fake", (_FakeSet,), {"opened": 0, "present": False})
+    monkeypatch.setattr(sources, "_tv_class", lambda name: fake)
+    clock = [1000.0]
+    monkeypatch.setattr(registry.time, "monotonic", lambda: clock[0])
+    check = DATASETS["fashion_mnist"].available_offline
+    assert not check(tmp_path) and not check(tmp_path)
+    assert fake.opened == 1
+    fake.present = True          # downloaded by someone else meanwhile
+    clock[0] += registry.NEGATIVE_TTL_S + 1
+    assert check(tmp_path) and fake.opened == 3
+
+
+def test_a_successful_load_marks_the_dataset_available(shared_data, monkeypatch):
+    load_dataset("mnist", root=shared_data, image_size=28, download=False)
+
+    def must_not_open(name):
+        raise AssertionError("availability was known: the dataset should not be opened again")
+    monkeypatch.setattr(sources, "_tv_class", must_not_open)
+    assert DATASETS["mnist"].available_offline(shared_data)
+
+
+def test_a_genuine_bug_during_a_download_is_not_reported_as_a_missing_download(tmp_path, monkeypatch):
+    class Buggy:
+        def __init__(self, root, download, **kw):
+            if not download:
+                raise RuntimeError("Dataset not found")
+            raise TypeError("a bug in our code, not a missing file")
+    monkeypatch.setattr(sources, "_tv_class", lambda name: Buggy)
+    with pytest.raises(TypeError, match="a bug"):
+        load_dataset("cifar10", root=tmp_path)

@@ -79,36 +79,59 @@ def test_new_head_starts_near_zero():
     assert logits.shape == (4, 5) and logits.abs().max() < 0.05
 
 
-def test_torchvision_weights_load_offline_from_a_preseeded_hub_cache(tmp_path, monkeypatch):
+@pytest.fixture
+def hub_dir(tmp_path):
+    """A private torch.hub cache for one test; the process's own one comes back afterwards."""
+    original = torch.hub.get_dir()
     torch.hub.set_dir(str(tmp_path / "hub"))
     try:
-        spec = MODELS["resnet18"]
-        assert weights_status("resnet18") == "needs download"
-        torch.manual_seed(1)
-        saved = spec.build().state_dict()
-        ckpt = tmp_path / "hub" / "checkpoints" / spec.weights.url.rsplit("/", 1)[1]
-        ckpt.parent.mkdir(parents=True)
-        torch.save(saved, ckpt)
-
-        def no_network(*a, **k):
-            raise urllib.error.URLError("offline")
-        monkeypatch.setattr("urllib.request.urlopen", no_network)
-        assert weights_status("resnet18") == "cached"
-        net = build_network("resnet18", 4, pretrained=True)
-        assert torch.equal(net.groups["stem"][0].weight, saved["conv1.weight"])
-        assert torch.equal(net.groups["stage4"][0][1].bn2.weight, saved["layer4.1.bn2.weight"])
+        yield tmp_path / "hub"
     finally:
-        torch.hub.set_dir(str(tmp_path / "unused"))
+        torch.hub.set_dir(original)
 
 
-def test_missing_weights_offline_name_the_file_and_where_it_comes_from(tmp_path, monkeypatch):
-    torch.hub.set_dir(str(tmp_path / "hub"))
-
+def _offline(monkeypatch):
     def no_network(*a, **k):
         raise urllib.error.URLError("offline")
     monkeypatch.setattr("urllib.request.urlopen", no_network)
+
+
+def _checkpoint(hub_dir, name):
+    ckpt = hub_dir / "checkpoints" / MODELS[name].weights.url.rsplit("/", 1)[1]
+    ckpt.parent.mkdir(parents=True)
+    return ckpt
+
+
+def test_torchvision_weights_load_offline_from_a_preseeded_hub_cache(hub_dir, monkeypatch):
+    spec = MODELS["resnet18"]
+    assert weights_status("resnet18") == "needs download"
+    torch.manual_seed(1)
+    saved = spec.build().state_dict()
+    torch.save(saved, _checkpoint(hub_dir, "resnet18"))
+    _offline(monkeypatch)
+    assert weights_status("resnet18") == "cached"
+    net = build_network("resnet18", 4, pretrained=True)
+    assert torch.equal(net.groups["stem"][0].weight, saved["conv1.weight"])
+    assert torch.equal(net.groups["stage4"][0][1].bn2.weight, saved["layer4.1.bn2.weight"])
+
+
+def test_missing_weights_offline_name_the_file_and_where_it_comes_from(hub_dir, monkeypatch):
+    _offline(monkeypatch)
     with pytest.raises(DownloadRequired) as err:
         build_network("resnet18", 4)
     msg = str(err.value)
     assert "resnet18-f37072fd.pth" in msg and "https://download.pytorch.org/models/" in msg
     assert "\n" not in msg
+
+
+@pytest.mark.parametrize("damage", [b"not a checkpoint", b"PK\x03\x04" + bytes(64)])
+def test_a_damaged_cached_checkpoint_says_so_and_names_the_file(hub_dir, monkeypatch, damage):
+    ckpt = _checkpoint(hub_dir, "resnet18")
+    ckpt.write_bytes(damage)
+    _offline(monkeypatch)
+    with pytest.raises(DownloadRequired) as err:
+        build_network("resnet18", 4)
+    msg = str(err.value)
+    assert "damaged" in msg and str(ckpt) in msg and "delete" in msg
+    assert "needs a download" not in msg and "\n" not in msg
+

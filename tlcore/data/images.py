@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -19,9 +20,21 @@ def decode(data: bytes) -> Image.Image:
     img = Image.open(io.BytesIO(data))
     img.seek(0)
     img.load()  # forces the full decode so a truncated file fails here, not later
-    if img.mode != "RGB":
-        img = img.convert("RGBA").convert("RGB") if img.mode in ("P", "LA", "PA") else img.convert("RGB")
-    return img
+    return to_rgb(img)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB as a person would see it: 16-bit grey scaled to 8 bit, transparency on white."""
+    if img.mode.startswith("I"):
+        # 16-bit grey ("I;16", or "I" from older Pillow): convert() clips at 255, turning most pixels white.
+        grey = np.asarray(img).astype(np.float64).clip(0, 65535) / 257
+        img = Image.fromarray(grey.round().astype(np.uint8), "L")
+    if "A" in img.getbands() or "transparency" in img.info:
+        # Dropping alpha would show whatever colour hides under transparent pixels (often black);
+        # viewers and browsers show them over a light page, so composite onto white.
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def square(img: Image.Image, side: int) -> torch.Tensor:
@@ -51,6 +64,26 @@ def shrink(x: torch.Tensor, side: int, chunk: int = 2048) -> torch.Tensor:
         top, left = (nh - target) // 2, (nw - target) // 2
         out.append(b[..., top:top + target, left:left + target].round().clamp(0, 255).to(torch.uint8))
     return torch.cat(out)
+
+
+def resize_square(x: torch.Tensor, side: int) -> torch.Tensor:
+    """uint8 [3,S,S] -> [3,side,side], shrinking (antialiased) or enlarging as needed."""
+    if x.shape[-1] == side and x.shape[-2] == side:
+        return x
+    y = F.interpolate(x[None].float(), size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+    return y[0].round().clamp(0, 255).to(torch.uint8)
+
+
+def common_side(sides: Sequence[int], requested: int) -> int:
+    """The side a dataset of differently sized images is stored at: the smaller of the requested
+    size and the median native side, so one tiny image cannot shrink all the others."""
+    ordered = sorted(sides)
+    return max(1, min(requested, ordered[(len(ordered) - 1) // 2]))
+
+
+def stack_square(images: Sequence[torch.Tensor], side: int) -> torch.Tensor:
+    """Square uint8 images of any sides -> one uint8 [N,3,side,side] tensor."""
+    return torch.stack([resize_square(im, side) for im in images])
 
 
 def to_rgb_tensor(x: torch.Tensor | np.ndarray, channels_last: bool = False) -> torch.Tensor:

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import tempfile
+import time
 from collections import OrderedDict
 from functools import partial
 from pathlib import Path
@@ -27,8 +30,25 @@ def register(spec: DatasetSpec) -> DatasetSpec:
     return spec
 
 
-def _tv_offline(cls_name: str, splits) -> "callable":
-    def check(root: Path) -> bool:
+# Availability answers, keyed by (dataset, data root). Asking means constructing the torchvision
+# dataset, which reads it all (about a second for MNIST + Fashion-MNIST), and the Data page asks on
+# every rerun. Files do not vanish under a running app, so "yes" is kept; "no" is kept briefly so
+# a download finished elsewhere (another session, the CLI) shows up within seconds.
+_AVAILABLE: dict[tuple[str, str], float] = {}   # key -> monotonic time of a "no"; inf for a "yes"
+NEGATIVE_TTL_S = 10.0
+
+
+def _available_key(name: str, root: Path) -> tuple[str, str]:
+    return name, str(Path(root).expanduser().resolve())
+
+
+def mark_available(name: str, root: Path) -> None:
+    """Record that `name` loaded from `root`: later availability checks need not open it again."""
+    _AVAILABLE[_available_key(name, root)] = math.inf
+
+
+def _tv_offline(name: str, cls_name: str, splits) -> "callable":
+    def opens(root: Path) -> bool:
         from .sources import _tv_class
         try:
             for kw in splits or ({},):
@@ -36,13 +56,24 @@ def _tv_offline(cls_name: str, splits) -> "callable":
             return True
         except Exception:
             return False
+
+    def check(root: Path) -> bool:
+        key = _available_key(name, root)
+        seen = _AVAILABLE.get(key)
+        if seen == math.inf:
+            return True
+        if seen is not None and time.monotonic() - seen < NEGATIVE_TTL_S:
+            return False
+        ok = opens(root)
+        _AVAILABLE[key] = math.inf if ok else time.monotonic()
+        return ok
     return check
 
 
 def _tv(name, cls_name, title, description, licence, classes, native, url, splits) -> None:
     register(DatasetSpec(name, title, description, "torchvision", licence, tuple(classes), native, url,
                          load=partial(load_torchvision, cls_name, title, url, splits),
-                         available_offline=_tv_offline(cls_name, splits)))
+                         available_offline=_tv_offline(name, cls_name, splits)))
 
 
 register(DatasetSpec(
@@ -88,12 +119,52 @@ _MEMORY: "OrderedDict[str, ImageSplits]" = OrderedDict()   # keyed by content id
 _MEMORY_ENTRIES = 4
 
 
+def _tree_digest(root: Path) -> str:
+    """Every file under `root` by relative path, size and mtime. A directory's own mtime changes only
+    when its direct entries do, so a photo added to a class folder would not change it."""
+    rows = []
+    for dirpath, _dirs, names in os.walk(root):  # does not follow directory links, like the loader
+        for n in names:
+            p = os.path.join(dirpath, n)
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:  # removed while we walked: it will not be loaded either
+                continue
+            rows.append((os.path.relpath(p, root), st.st_size, st.st_mtime_ns))
+    return hashlib.sha256(json.dumps(sorted(rows)).encode()).hexdigest()
+
+
 def _identity(name: str, image_size: int, seed: int, val_fraction: float, path: Path | None) -> str:
-    ident: dict = {"name": name, "size": image_size, "seed": seed, "val": val_fraction, "v": 1}
+    # v2: directories are keyed on their whole tree, and mixed sizes are stored at the median side.
+    ident: dict = {"name": name, "size": image_size, "seed": seed, "val": val_fraction, "v": 2}
     if path is not None:
-        st = path.stat()
-        ident.update(path=str(path.resolve()), mtime=st.st_mtime_ns, bytes=st.st_size)
+        ident["path"] = str(path.resolve())
+        if path.is_dir():
+            ident["tree"] = _tree_digest(path)
+        else:
+            st = path.stat()
+            ident.update(mtime=st.st_mtime_ns, bytes=st.st_size)
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _save_cache(splits: ImageSplits, file: Path) -> None:
+    """Write the decoded dataset atomically under a name no other thread or process uses. A cache
+    that cannot be written (disk full, read-only) only makes the next load slower: not an error."""
+    payload = {k: getattr(splits, k) for k in ("train_x", "train_y", "val_x", "val_y", "classes", "name", "notes")}
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.stem}.", suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+        os.replace(tmp, file)  # atomic: nothing half-written
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _full(name: str, image_size: int, seed: int, val_fraction: float, root: Path, path: Path | None,
@@ -118,11 +189,9 @@ def _full(name: str, image_size: int, seed: int, val_fraction: float, root: Path
             splits = spec.load(root, image_size, seed, val_fraction)
         else:
             splits = spec.load(root, image_size, seed, val_fraction, download=download)
+            mark_available(name, root)  # it is on disk now (perhaps just downloaded)
         if spec.source != "bundled":
-            file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = file.with_suffix(f".{os.getpid()}.tmp")
-            torch.save({k: getattr(splits, k) for k in ("train_x", "train_y", "val_x", "val_y", "classes", "name", "notes")}, tmp)
-            os.replace(tmp, file)  # atomic: nothing half-written
+            _save_cache(splits, file)
     _MEMORY[key] = splits
     while len(_MEMORY) > _MEMORY_ENTRIES:
         _MEMORY.popitem(last=False)

@@ -43,12 +43,21 @@ def weights_status(name: str) -> WeightsStatus:
 
 
 def _hub_state_dict(spec: ModelSpec) -> dict:
+    name, path = os.path.basename(spec.weights.url), _checkpoint_path(spec)
+    what = f"{spec.title} ImageNet weights ({name})"
     try:  # torch.hub's cache first, the download (with a progress bar) only when absent
         return spec.weights.get_state_dict(progress=True, check_hash=False)
-    except (urllib.error.URLError, OSError, RuntimeError) as e:
-        name = os.path.basename(spec.weights.url)
-        raise DownloadRequired(f"{spec.title} ImageNet weights ({name})", spec.weights.url,
-                               f"expected in {_checkpoint_path(spec).parent}: {type(e).__name__}") from None
+    except Exception as e:
+        if path.is_file():
+            # torch.hub only moves a finished download into place, so a file there that will not load
+            # is damaged (a disk error, a copy cut short): downloading again cannot help until it goes.
+            err = DownloadRequired(what, spec.weights.url)
+            err.args = (f"the cached {what} at {path} is damaged and cannot be loaded ({type(e).__name__}): "
+                        f"delete that file to download them again",)
+            raise err from None
+        if not isinstance(e, (urllib.error.URLError, OSError, RuntimeError)):
+            raise  # not a failed download: a bug, which must show as one
+        raise DownloadRequired(what, spec.weights.url, f"expected in {path.parent}: {type(e).__name__}") from None
 
 
 def download_weights(name: str) -> None:
