@@ -43,6 +43,15 @@ def server(tmp_path):
     srv.shutdown()
 
 
+@pytest.fixture
+def hub_dir(tmp_path):
+    """torch.hub's cache in tmp_path for one test, and the real one back afterwards."""
+    saved = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    yield tmp_path / "hub"
+    torch.hub.set_dir(saved)
+
+
 def _png(color) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (24, 20), color).save(buf, format="PNG")
@@ -76,7 +85,7 @@ def test_ants_bees_downloads_through_torchvision_reports_its_bytes_and_then_work
     assert torch.equal(torch.bincount(again.train_y), torch.tensor([6, 6]))
 
 
-def test_a_run_that_needs_weights_downloads_them_with_progress_events(server, tmp_path, monkeypatch):
+def test_a_run_that_needs_weights_downloads_them_with_progress_events(server, hub_dir, monkeypatch):
     www, base = server
     spec = MODELS["resnet18"]
     name = spec.weights.url.rsplit("/", 1)[1]
@@ -86,36 +95,28 @@ def test_a_run_that_needs_weights_downloads_them_with_progress_events(server, tm
     # torch.hub's own download code runs; only the host it reaches is ours.
     monkeypatch.setattr(torch.hub, "urlopen", lambda req, *a, **k: real_urlopen(
         urllib.request.Request(f"{base}/{name}", headers=dict(req.header_items())), *a, **k))
-    torch.hub.set_dir(str(tmp_path / "hub"))
-    try:
-        assert weights_status("resnet18") == "needs download"
-        events: list = []
-        train(Plan(model="resnet18", image_size=32, epochs=1, per_class=5), events.append)
-        assert [e.status for e in events if isinstance(e, RunEnded)] == ["finished"]
-        got = [e for e in events if isinstance(e, Phase) and e.name == "download"]
-        assert got and got[-1].done == got[-1].total == (www / name).stat().st_size
-        assert weights_status("resnet18") == "cached"
+    assert weights_status("resnet18") == "needs download"
+    events: list = []
+    train(Plan(model="resnet18", image_size=32, epochs=1, per_class=5), events.append)
+    assert [e.status for e in events if isinstance(e, RunEnded)] == ["finished"]
+    got = [e for e in events if isinstance(e, Phase) and e.name == "download"]
+    assert got and got[-1].done == got[-1].total == (www / name).stat().st_size
+    assert weights_status("resnet18") == "cached"
 
-        seen: list = []
-        with downloads.reporting(lambda done, total: seen.append(done)):
-            download_weights("resnet18")      # already here: nothing to fetch
-        assert seen == []
-        _offline(monkeypatch)
-        monkeypatch.setattr(torch.hub, "urlopen", urllib.request.urlopen)
-        net = build_network("resnet18", 4)
-        assert torch.equal(net.groups["stem"][0].weight, torch.load(www / name)["conv1.weight"])
-    finally:
-        torch.hub.set_dir(str(tmp_path / "unused"))
+    seen: list = []
+    with downloads.reporting(lambda done, total: seen.append(done)):
+        download_weights("resnet18")      # already here: nothing to fetch
+    assert seen == []
+    _offline(monkeypatch)
+    monkeypatch.setattr(torch.hub, "urlopen", urllib.request.urlopen)
+    net = build_network("resnet18", 4)
+    assert torch.equal(net.groups["stem"][0].weight, torch.load(www / name)["conv1.weight"])
 
 
-def test_download_weights_offline_names_the_file(tmp_path, monkeypatch):
-    torch.hub.set_dir(str(tmp_path / "hub"))
-    try:
-        _offline(monkeypatch)
-        with pytest.raises(DownloadRequired, match="mobilenet_v2-"):
-            download_weights("mobilenet_v2")
-    finally:
-        torch.hub.set_dir(str(tmp_path / "unused"))
+def test_download_weights_offline_names_the_file(hub_dir, monkeypatch):
+    _offline(monkeypatch)
+    with pytest.raises(DownloadRequired, match="mobilenet_v2-"):
+        download_weights("mobilenet_v2")
 
 
 def test_progress_goes_only_to_the_thread_that_asked(server):
