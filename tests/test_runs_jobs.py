@@ -1,10 +1,17 @@
 """Runs persist across restarts and concurrent readers; jobs queue, stop and fail cleanly."""
 from __future__ import annotations
 
+import logging
+import socket
+import sqlite3
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 
+import tlcore.jobs
 from tlcore.errors import PlanError
 from tlcore.jobs import JobRunner, Limits
 from tlcore.runs import RunNotFound, RunStore
@@ -30,6 +37,13 @@ def fake_train(plan, emit, should_stop, artifact_dir, gate: threading.Event | No
         emit(Step(epoch, epoch, plan.epochs, 1, 0.5, (0.0, 1e-3), 50.0))
         emit(_epoch(epoch, 0.5 + 0.1 * epoch))
     emit(RunEnded("finished", "", 3.0))
+
+
+def _until(condition, timeout: float = 10) -> None:
+    """Workers pick runs up on their own thread: give them a moment before looking at the queue."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def test_runs_survive_a_restart_with_their_summary_numbers(tmp_path):
@@ -76,13 +90,63 @@ def test_delete_removes_the_run_and_its_artifacts(tmp_path):
         store.load(run_id)
 
 
-def test_runs_left_running_by_a_dead_server_become_failed(tmp_path):
-    store = RunStore(tmp_path)
+def _running_run(store: RunStore) -> str:
     run_id = store.create(PLAN)
     store.append(run_id, RunStarted(PLAN.to_dict(), "cpu", 1, 1, (), 1, 1, ("a", "b")))
+    return run_id
+
+
+def _set_owner(store: RunStore, run_id: str, **cols) -> None:
+    with sqlite3.connect(store.db) as c:
+        for name, value in cols.items():
+            c.execute(f"UPDATE runs SET {name}=? WHERE id=?", (value, run_id))
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_runs_left_running_by_a_dead_server_become_failed(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = _running_run(store)
+    _set_owner(store, run_id, pid=_dead_pid())
     JobRunner(RunStore(tmp_path), train_fn=fake_train)
     run = store.load(run_id)
     assert run.status == "failed" and "restarted" in run.message
+
+
+def test_a_new_runner_leaves_the_runs_of_live_processes_and_other_hosts_alone(tmp_path):
+    # A CLI run (or another server) sharing the store is still training while a server starts.
+    store = RunStore(tmp_path)
+    ours, elsewhere = _running_run(store), _running_run(store)
+    _set_owner(store, elsewhere, host=socket.gethostname() + "-other", pid=_dead_pid())
+    JobRunner(RunStore(tmp_path), train_fn=fake_train)
+    assert store.status(ours) == "running" and store.status(elsewhere) == "running"
+
+
+def test_a_restarted_server_with_its_old_pid_still_fails_its_old_runs(tmp_path):
+    # In a container the server is pid 1 after every restart: the pid alone cannot tell.
+    store = RunStore(tmp_path)
+    run_id = _running_run(store)
+    _set_owner(store, run_id, process="a-process-that-has-ended")
+    JobRunner(RunStore(tmp_path), train_fn=fake_train)
+    assert store.status(run_id) == "failed"
+
+
+def test_an_old_store_gains_the_owner_columns_and_its_unowned_runs_fail(tmp_path):
+    with sqlite3.connect(tmp_path / "runs.sqlite") as c:  # the schema before runs recorded their process
+        c.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, created REAL NOT NULL, owner TEXT NOT NULL DEFAULT '', "
+                  "label TEXT NOT NULL DEFAULT '', plan_json TEXT NOT NULL, status TEXT NOT NULL, message TEXT NOT "
+                  "NULL DEFAULT '', ended REAL, val_acc REAL, macro_f1 REAL, seconds REAL, trainable_params "
+                  "INTEGER, epochs_done INTEGER NOT NULL DEFAULT 0)")
+        c.execute("INSERT INTO runs (id, created, plan_json, status) VALUES ('old', 0, ?, 'running')",
+                  (PLAN.to_json(),))
+    store = RunStore(tmp_path)
+    live = _running_run(store)
+    JobRunner(store, train_fn=fake_train)
+    assert store.status("old") == "failed" and store.status(live) == "running"
 
 
 def test_second_run_waits_in_the_queue_and_reports_its_position(tmp_path):
@@ -90,6 +154,7 @@ def test_second_run_waits_in_the_queue_and_reports_its_position(tmp_path):
     runner = JobRunner(RunStore(tmp_path), max_concurrent=1,
                        train_fn=lambda *a: fake_train(*a, gate=gate))
     first, second = runner.submit(PLAN), runner.submit(PLAN)
+    _until(lambda: runner.running() == [first])
     assert runner.position(second) == 1 and runner.position(first) is None
     gate.set()
     assert runner.wait(first, 30) == "finished"
@@ -107,6 +172,80 @@ def test_stop_ends_queued_and_running_runs_as_stopped(tmp_path):
     assert runner.wait(running, 30) == "stopped"
     assert runner.status(queued) == "stopped"
     runner.shutdown()
+
+
+def test_stopping_a_queued_run_wakes_whoever_waits_for_it(tmp_path):
+    gate = threading.Event()
+    runner = JobRunner(RunStore(tmp_path), max_concurrent=1, train_fn=lambda *a: fake_train(*a, gate=gate))
+    running, queued = runner.submit(PLAN), runner.submit(PLAN)
+    seen: list[str] = []
+    waiter = threading.Thread(target=lambda: seen.append(runner.wait(queued, 20)), daemon=True)
+    waiter.start()
+    waiter.join(0.3)  # let it block in wait()
+    runner.stop(queued)
+    waiter.join(5)
+    assert seen == ["stopped"]
+    gate.set()
+    runner.shutdown()
+
+
+def test_each_device_has_its_own_queue_and_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(tlcore.jobs, "_auto_device", lambda: "cuda")
+    gates = {"cuda": threading.Event(), "cpu": threading.Event()}
+    runner = JobRunner(RunStore(tmp_path), max_concurrent=1,
+                       train_fn=lambda plan, *a: fake_train(plan, *a, gate=gates[tlcore.jobs._device_of(plan)]))
+    gpu = runner.submit(Plan(epochs=2, device="cuda"))
+    auto = runner.submit(PLAN)  # "auto" trains on the GPU here, so it queues behind it
+    cpu, cpu2 = runner.submit(Plan(epochs=2, device="cpu")), runner.submit(Plan(epochs=2, device="cpu"))
+    _until(lambda: len(runner.running()) == 2)
+    assert runner.running() == sorted([gpu, cpu])
+    assert (runner.position(auto), runner.position(cpu2)) == (1, 1)
+    gates["cpu"].set()  # the CPU queue drains while the GPU run still holds its device
+    assert runner.wait(cpu, 30) == "finished" and runner.wait(cpu2, 30) == "finished"
+    assert runner.status(gpu) == "running" and runner.position(auto) == 1
+    gates["cuda"].set()
+    assert runner.wait(gpu, 30) == "finished" and runner.wait(auto, 30) == "finished"
+    runner.shutdown()
+
+
+def test_a_run_whose_failure_cannot_be_written_does_not_stall_the_queue(tmp_path, caplog):
+    store = RunStore(tmp_path)
+    append, broken = store.append, [True]
+
+    def locked_once(run_id, event):
+        if isinstance(event, RunEnded) and event.status == "failed" and broken and broken.pop():
+            raise sqlite3.OperationalError("database is locked")
+        append(run_id, event)
+
+    def crash(*a):
+        raise RuntimeError("boom")
+    store.append = locked_once
+    runner = JobRunner(store, max_concurrent=1, train_fn=crash)
+    with caplog.at_level(logging.ERROR, logger="tlcore.jobs"):
+        first = runner.submit(PLAN)
+        assert runner.wait(first, 10) == "failed"
+    assert "database is locked" in caplog.text and runner.running() == []
+    runner.train_fn = fake_train
+    assert runner.wait(runner.submit(PLAN), 10) == "finished"
+    runner.shutdown()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the death is the point
+def test_a_worker_that_dies_is_replaced(tmp_path, monkeypatch):
+    calls = []
+
+    def release_fails_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the allocator broke")
+    monkeypatch.setattr(tlcore.jobs, "_release_memory", release_fails_once)
+    runner = JobRunner(RunStore(tmp_path), max_concurrent=1, train_fn=fake_train)
+    assert runner.wait(runner.submit(PLAN), 10) == "finished"
+    assert runner.wait(runner.submit(PLAN), 10) == "finished"
+    runner.shutdown()
+    for t in threading.enumerate():  # the dead worker too, so its report lands inside this test
+        if t.name.startswith("tlcore-"):
+            t.join(10)
 
 
 def test_a_crashing_run_fails_with_its_message_and_the_worker_survives(tmp_path):

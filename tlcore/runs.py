@@ -3,8 +3,10 @@ artifacts folder per run. The UI reads runs from here, never from a job object."
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
+import socket
 import sqlite3
 import threading
 import time
@@ -21,11 +23,19 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, created REAL NOT NULL, owner TEXT NOT NULL DEFAULT '', label TEXT NOT NULL DEFAULT '',
     plan_json TEXT NOT NULL, status TEXT NOT NULL, message TEXT NOT NULL DEFAULT '', ended REAL,
-    val_acc REAL, macro_f1 REAL, seconds REAL, trainable_params INTEGER, epochs_done INTEGER NOT NULL DEFAULT 0);
+    val_acc REAL, macro_f1 REAL, seconds REAL, trainable_params INTEGER, epochs_done INTEGER NOT NULL DEFAULT 0,
+    host TEXT, pid INTEGER, process TEXT);
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, json TEXT NOT NULL, PRIMARY KEY (run_id, seq));
 """
+# Columns newer than the first stores: databases made before them gain them on open (NULL in old rows).
+_ADDED_COLUMNS = (("host", "TEXT"), ("pid", "INTEGER"), ("process", "TEXT"))
 ACTIVE = ("queued", "running")
+
+# Which process owns a run, so a starting server fails only the runs of dead processes. `process` is
+# random per process because a pid can come back: a server restarted in a container is pid 1 again.
+_HOST = socket.gethostname()
+_PROCESS = secrets.token_hex(8)
 
 
 class RunNotFound(TLCoreError, KeyError):
@@ -113,6 +123,7 @@ class RunStore:
         self._local = threading.local()
         with self._conn() as c:
             c.executescript(_SCHEMA)
+            _migrate(c)
 
     # One connection per thread: sqlite3 connections must not cross threads; WAL lets readers run
     # while a run writes, busy_timeout absorbs the brief writer lock.
@@ -131,8 +142,9 @@ class RunStore:
 
     def create(self, plan: Plan, *, owner: str = "", label: str = "") -> str:
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
-        self._conn().execute("INSERT INTO runs (id, created, owner, label, plan_json, status) VALUES (?,?,?,?,?,?)",
-                             (run_id, time.time(), owner, label, plan.to_json(), "queued"))
+        self._conn().execute("INSERT INTO runs (id, created, owner, label, plan_json, status, host, pid, process) "
+                             "VALUES (?,?,?,?,?,?,?,?,?)", (run_id, time.time(), owner, label, plan.to_json(),
+                                                            "queued", _HOST, os.getpid(), _PROCESS))
         d = self.artifact_dir(run_id)
         d.mkdir(parents=True, exist_ok=True)
         (d / "plan.json").write_text(plan.to_json())
@@ -206,12 +218,43 @@ class RunStore:
         return rows
 
     def mark_interrupted(self) -> int:
-        """Runs a dead process left queued or running can never end: say so instead of spinning forever."""
+        """Runs a dead process left queued or running can never end: say so instead of spinning forever.
+        Runs of live processes (a CLI run, another server on this store) and of other hosts go on."""
         msg = "interrupted: the server restarted before this run finished"
-        ids = [r for (r,) in self._conn().execute("SELECT id FROM runs WHERE status IN ('queued', 'running')")]
+        rows = self._conn().execute("SELECT id, host, pid, process FROM runs WHERE status IN ('queued', 'running')")
+        ids = [run_id for run_id, host, pid, process in rows.fetchall() if not _owner_alive(host, pid, process)]
         for run_id in ids:
             self.append(run_id, ev.RunEnded("failed", msg))
         return len(ids)
+
+
+def _migrate(c: sqlite3.Connection) -> None:
+    def missing() -> list[tuple[str, str]]:
+        have = {row[1] for row in c.execute("PRAGMA table_info(runs)")}
+        return [col for col in _ADDED_COLUMNS if col[0] not in have]
+
+    if missing():
+        with _transaction(c):  # look again under the write lock: another process may be migrating too
+            for name, kind in missing():
+                c.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+
+
+def _owner_alive(host: str | None, pid: int | None, process: str | None) -> bool:
+    if pid is None:       # a run from before owners were recorded: its process is long gone
+        return False
+    if host != _HOST:     # another machine's processes cannot be seen from here; its own server judges
+        return True
+    if pid == os.getpid():
+        return process == _PROCESS
+    if os.name == "nt" or pid <= 0:  # Windows has no signal 0 (os.kill would end the process)
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
 
 
 class _transaction:
