@@ -13,6 +13,7 @@ import pytest
 
 import tlcore.jobs
 from tlcore.errors import PlanError
+from tlcore.data import load_dataset
 from tlcore.jobs import JobRunner, Limits
 from tlcore.runs import RunNotFound, RunStore
 from tlcore.train.events import EpochEnded, RunEnded, RunStarted, Step
@@ -266,7 +267,14 @@ def test_host_limits_refuse_plans_naming_the_field(tmp_path):
         runner.submit(Plan(epochs=6, per_class=5))
     assert err.value.field == "epochs"
     with pytest.raises(PlanError) as err:
-        runner.submit(Plan(epochs=2))
-    assert err.value.field == "per_class"
+        runner.submit(Plan(epochs=2))               # all of digits
+    n = len(load_dataset("digits", image_size=Plan().resolved_image_size()).train_y)
+    assert err.value.field == "per_class" and f"{n:,} images" in str(err.value) and "10 or fewer" in str(err.value)
     assert runner.wait(runner.submit(Plan(epochs=2, per_class=10)), 30) == "finished"
+    runner.shutdown()
+
+
+def test_host_image_limit_counts_the_real_dataset_so_the_default_passes_when_it_fits(tmp_path):
+    runner = JobRunner(RunStore(tmp_path), train_fn=fake_train, limits=Limits(max_train_images=2000))
+    assert runner.wait(runner.submit(Plan(epochs=1)), 30) == "finished"   # digits: about 1,440 <= 2,000
     runner.shutdown()

@@ -42,11 +42,20 @@ class Limits:
         if self.max_epochs is not None and plan.epochs > self.max_epochs:
             raise PlanError("epochs", f"this server allows at most {self.max_epochs} epochs per run")
         if self.max_train_images is not None:
-            from .data import DATASETS
-            k = len(DATASETS[plan.dataset].classes) or 2
-            if plan.per_class is None or plan.per_class * k > self.max_train_images:
-                raise PlanError("per_class", f"this server allows at most {self.max_train_images} training images "
-                                             f"per run: set images per class to {max(2, self.max_train_images // k)} or fewer")
+            n, k = self._train_images(plan)
+            if n > self.max_train_images:
+                raise PlanError("per_class", f"this run would train on {n:,} images and this server allows at most "
+                                             f"{self.max_train_images:,}: set images per class to "
+                                             f"{max(2, self.max_train_images // k)} or fewer")
+
+    @staticmethod
+    def _train_images(plan: Plan) -> tuple[int, int]:
+        """(training images, classes) the plan would really use: counted on the dataset, which the pages
+        have loaded already (it is cached), so an uploaded folder's classes and a small default pass."""
+        from .data import load_dataset
+        data = load_dataset(plan.dataset, image_size=plan.resolved_image_size(), per_class=plan.per_class,
+                            imbalance=plan.imbalance, seed=plan.seed, path=plan.dataset_path or None)
+        return int(data.train_y.numel()), data.num_classes
 
 
 def _default_train(plan, emit, should_stop, artifact_dir) -> None:
