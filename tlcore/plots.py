@@ -76,18 +76,57 @@ def lr_curves(lrs: np.ndarray, group_names: Sequence[str], x: Sequence[float] | 
     return _layout(fig, title, "epoch", "learning rate")
 
 
-def confusion_heatmap(confusion, classes: Sequence[str], normalise: bool = False) -> go.Figure:
+def confusion_heatmap(confusion, classes: Sequence[str], normalise: bool = False, clickable: bool = False) -> go.Figure:
+    """The confusion matrix (rows: true class, columns: predicted class), counts or row-normalised.
+
+    `clickable` lays one almost invisible marker over each cell: chart selections report clicked
+    scatter points but not heat-map cells (a Streamlit limitation), so a click on a cell selects
+    its marker, whose customdata is [true, predicted] (see `cell_from_selection`)."""
     cm = np.asarray(confusion, dtype=float)
     z = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalise else cm
     text = [[f"{v:.2f}" if normalise else f"{int(v)}" for v in row] for row in z]
     labels = [str(c) for c in classes]
-    custom = [[[t, p] for p in range(len(labels))] for t in range(len(labels))]
+    n = len(labels)
+    custom = [[[t, p] for p in range(n)] for t in range(n)]
     fig = go.Figure(go.Heatmap(z=z, x=labels, y=labels, text=text, texttemplate="%{text}", colorscale="Blues",
-                               customdata=custom, hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>"))
+                               customdata=custom, hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>",
+                               hoverinfo="skip" if clickable else None))
+    if clickable:
+        cells = [(t, p) for t in range(n) for p in range(n)]
+        fig.add_trace(go.Scatter(
+            x=[labels[p] for _, p in cells], y=[labels[t] for t, _ in cells], mode="markers", name="cells",
+            customdata=[[t, p] for t, p in cells], text=[text[t][p] for t, p in cells], showlegend=False,
+            hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<br>click to see the images<extra></extra>",
+            marker=dict(symbol="square", size=max(10, min(48, 360 // max(n, 1))), color="#eb5757", opacity=0.01),
+            # The clicked cell gets a red tint; the others stay as they are.
+            selected=dict(marker=dict(opacity=0.35)), unselected=dict(marker=dict(opacity=0.01))))
+        fig.update_layout(hoverdistance=-1)  # anywhere in a cell picks its marker, not only near the centre
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(type="category")
     return _layout(fig, "Confusion matrix" + (" (each row sums to 1)" if normalise else " (counts)"),
                    "predicted class", "true class")
+
+
+def cell_from_selection(points: Sequence[dict], classes: Sequence[str]) -> tuple[int, int] | None:
+    """(true, predicted) class indices of the clicked confusion-matrix cell, or None.
+
+    Reads a chart selection's points: the customdata [true, predicted] of the cell markers when
+    present, else the point's x (predicted) and y (true) labels."""
+    labels = [str(c) for c in classes]
+    n = len(labels)
+    for point in points or ():
+        custom = point.get("customdata")
+        if isinstance(custom, (list, tuple)) and len(custom) == 2:
+            try:
+                t, p = int(custom[0]), int(custom[1])
+            except (TypeError, ValueError):
+                t = p = -1
+            if 0 <= t < n and 0 <= p < n:
+                return t, p
+        x, y = point.get("x"), point.get("y")
+        if x is not None and y is not None and str(x) in labels and str(y) in labels:
+            return labels.index(str(y)), labels.index(str(x))
+    return None
 
 
 def class_counts_bar(counts: Sequence[int], classes: Sequence[str]) -> go.Figure:
@@ -184,3 +223,44 @@ def image_grid(images, labels: Sequence[int], classes: Sequence[str], cols: int 
 def f1_and_mean(p: float, r: float) -> tuple[float, float]:
     """(F1, arithmetic mean) for the Metrics lab's sliders."""
     return f1_score(p, r), arithmetic_mean(p, r)
+
+
+def strategy_grid(rules: dict, size: str | None = None, similarity: str | None = None,
+                  sizes: Sequence[str] = ("small", "large"), similarities: Sequence[str] = ("similar", "different"),
+                  size_titles: Sequence[str] | None = None) -> go.Figure:
+    """The size x similarity grid with the recommended strategy in each cell.
+
+    The dataset's cell is outlined and labelled "your data"; while only its size is known, its whole
+    column is outlined instead. `rules[(size, similarity)]` is the strategy (or (strategy, why))."""
+    titles = list(size_titles) if size_titles else list(sizes)
+    fig = go.Figure()
+    for c, sz in enumerate(sizes):
+        for r, sim in enumerate(similarities):
+            rule = rules[(sz, sim)]
+            strategy = rule[0] if isinstance(rule, tuple) else rule
+            mine = sz == size and sim == similarity
+            fig.add_shape(type="rect", x0=c, x1=c + 1, y0=r, y1=r + 1,
+                          fillcolor=PALETTE[0] if mine else "#f2f4f7", opacity=0.9 if mine else 1,
+                          line=dict(color="white", width=2), layer="below")
+            fig.add_annotation(x=c + 0.5, y=r + 0.5, showarrow=False,
+                               text=(f"<b>{strategy}</b>" + ("<br>◀ your data ▶" if mine else "")),
+                               font=dict(size=15, color="white" if mine else "#333"))
+    if size in sizes:
+        c = list(sizes).index(size)
+        if similarity in similarities:
+            r = list(similarities).index(similarity)
+            fig.add_shape(type="rect", x0=c + 0.02, x1=c + 0.98, y0=r + 0.02, y1=r + 0.98, name="your data",
+                          line=dict(color="#eb5757", width=5))
+        else:
+            fig.add_shape(type="rect", x0=c + 0.02, x1=c + 0.98, y0=0.02, y1=len(similarities) - 0.02,
+                          name="your data", line=dict(color="#eb5757", width=4, dash="dash"))
+            fig.add_annotation(x=c + 0.5, y=len(similarities) + 0.02, yanchor="top", showarrow=False,
+                               text="your data is in this column: estimate the similarity to find the row",
+                               font=dict(size=12, color="#c0392b"))
+    fig.update_xaxes(range=[0, len(sizes)], tickvals=[i + 0.5 for i in range(len(sizes))], ticktext=titles,
+                     showgrid=False, zeroline=False, side="top")
+    fig.update_yaxes(range=[len(similarities) + 0.3, 0], tickvals=[i + 0.5 for i in range(len(similarities))],
+                     ticktext=[f"{s} to ImageNet" if s == "similar" else f"{s} from ImageNet" for s in similarities],
+                     showgrid=False, zeroline=False)
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white")
+    return fig

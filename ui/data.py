@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import re
 from pathlib import Path
+from typing import MutableMapping
 
 from tlcore import downloads
 from tlcore.data import ImageSplits, load_dataset, load_folder
@@ -12,8 +13,13 @@ from tlcore.paths import cache_dir
 from tlcore.train.plan import Plan
 
 
+def uploads_root() -> Path:
+    """Every upload and webcam shot lives under here; a shared link may point only inside it."""
+    return cache_dir() / "uploads"
+
+
 def _session_dir(owner: str) -> Path:
-    return cache_dir() / "uploads" / re.sub(r"[^A-Za-z0-9_-]", "_", owner)
+    return uploads_root() / re.sub(r"[^A-Za-z0-9_-]", "_", owner)
 
 
 def save_upload(data: bytes, filename: str, owner: str) -> Path:
@@ -49,6 +55,18 @@ def save_shot(jpeg: bytes, class_name: str, owner: str) -> int:
     n = len(list(folder.glob("*.jpg")))
     (folder / f"shot_{n:04d}.jpg").write_bytes(jpeg)
     return n + 1
+
+
+def save_new_shot(jpeg: bytes, class_name: str, owner: str, memory: MutableMapping) -> int | None:
+    """Save a webcam photo once. `st.camera_input` keeps returning the same photo on every rerun, so
+    the hash of the last saved photo is kept in `memory` (session state): the same photo again, even
+    under a new class name, is not saved twice. Returns the class's shot count, or None if skipped."""
+    digest = hashlib.sha256(jpeg).hexdigest()
+    if memory.get("webcam_last_shot") == digest:
+        return None
+    n = save_shot(jpeg, class_name, owner)
+    memory["webcam_last_shot"] = digest
+    return n
 
 
 def webcam_counts(owner: str) -> dict[str, int]:

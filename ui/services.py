@@ -21,7 +21,10 @@ def runner() -> JobRunner:
 
 
 def owner() -> str:
-    """A per-browser id so a student sees their own runs first; kept in the URL so a reload keeps it."""
+    """A per-browser id so a student sees their own runs first; kept in the URL (`me=`) so a reload keeps it.
+
+    Because the address bar carries it, pages offer a separate link to share (state.share_link), built
+    from the plan and the teacher's settings only, never `me` or `run`."""
     if "owner" not in st.session_state:
         st.session_state.owner = st.query_params.get("me") or secrets.token_hex(4)
     if st.query_params.get("me") != st.session_state.owner:

@@ -1,15 +1,13 @@
 """Widgets and drawing blocks shared by several pages."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import streamlit as st
 
 from tlcore import plots
 from tlcore.errors import PlanError
 from tlcore.models import MODELS
-from tlcore.runs import Run, RunSummary
+from tlcore.runs import ACTIVE, Run, RunNotFound, RunSummary
 from tlcore.train.events import Step
 from tlcore.train.strategies import cut_schedule
 
@@ -35,6 +33,21 @@ def apply(**changes) -> None:
     err = state.update(**changes)
     if err is not None:
         st.error(f"Not applied — {err}")
+
+
+def strategy_controls(plan, lock: bool) -> dict:
+    """The strategy choice (and, for fine_tune_top, how many top groups), shared by Model and Train so
+    both pages show the same labels and write the same plan. Returns the chosen values."""
+    changes: dict = {}
+    if not state.hidden("strategy"):
+        keys = list(STRATEGY_LABELS)
+        changes["strategy"] = st.radio("Strategy", keys, index=keys.index(plan.strategy),
+                                       format_func=STRATEGY_LABELS.get, disabled=lock)
+    n_groups = len(MODELS[plan.model].groups)
+    if changes.get("strategy", plan.strategy) == "fine_tune_top" and not state.hidden("top_groups"):
+        changes["top_groups"] = st.slider("Top layer groups to fine-tune", 1, n_groups, min(plan.top_groups, n_groups),
+                                          disabled=lock)
+    return changes
 
 
 def group_states(plan) -> tuple[tuple[str, ...], list[str]]:
@@ -80,6 +93,26 @@ def draw_lr_actual(run: Run) -> None:
     st.plotly_chart(fig, key=f"lr-{run.id}")
 
 
+def time_left(last: Step, batch_size: int, train_size: int | None = None) -> float | None:
+    """Seconds of training left: the images still to go divided by the current speed.
+
+    The speed comes from the training steps themselves, so the time spent waiting in the queue, loading
+    the data or computing the frozen features does not inflate the estimate."""
+    if last.images_per_s <= 0:
+        return None
+    per_step = min(batch_size, train_size) if train_size else batch_size
+    remaining = max(last.total_steps - (last.step + 1), 0) * per_step
+    return remaining / last.images_per_s
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:,.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:,.0f} min"
+    return f"{seconds / 3600:,.1f} h"
+
+
 def progress(run: Run) -> None:
     """Progress bar with images/s and time left, or the queue position while waiting."""
     if run.status == "queued":
@@ -90,10 +123,10 @@ def progress(run: Run) -> None:
     if steps:
         last = steps[-1]
         done = (last.step + 1) / last.total_steps
-        elapsed = time.time() - run.created
-        left = elapsed * (1 - done) / max(done, 1e-9)
+        left = time_left(last, run.plan.batch_size, run.started.train_size if run.started else None)
+        eta = f" · about {_duration(left)} left" if left is not None and done < 1 else ""
         st.progress(min(done, 1.0), text=f"epoch {last.epoch + 1} · step {last.step + 1}/{last.total_steps} · "
-                                          f"{last.images_per_s:,.0f} images/s · about {left:,.0f} s left")
+                                          f"{last.images_per_s:,.0f} images/s{eta}")
     elif phases:
         p = phases[-1]
         if p.name == "download":
@@ -123,3 +156,63 @@ def data_or_stop(plan):
         st.stop()
     finally:
         bar.empty()
+
+
+def current_run_id() -> str | None:
+    """The run the Train page follows: this session's, the link's `run=`, or your latest active run.
+
+    A run that no longer exists (deleted, or a wrong id in the link) is forgotten with a short note."""
+    store = services.store()
+    if "run_id" not in st.session_state:
+        st.session_state.run_id = st.query_params.get("run") or next(
+            (r.id for r in store.list(owner=services.owner(), limit=20) if r.status in ACTIVE), None)
+    run_id = st.session_state.run_id
+    if not run_id:
+        return None
+    try:
+        store.status(run_id)
+    except RunNotFound:
+        forget_run(run_id)
+        st.info(f"Run {run_id} no longer exists (it was deleted, or the link had a wrong id). "
+                "Start a new run below.")
+        return None
+    if st.query_params.get("run") != run_id:
+        st.query_params["run"] = run_id   # a reload comes back to this run
+    return run_id
+
+
+def forget_run(run_id: str) -> None:
+    if st.session_state.get("run_id") == run_id:
+        st.session_state.run_id = None
+    if st.query_params.get("run") == run_id:
+        del st.query_params["run"]
+
+
+def delete_runs(run_ids: list[str]) -> list[tuple[bool, str]]:
+    """Delete your finished runs; stop the ones still queued or running (deleted once they have stopped).
+
+    Returns (deleted, one plain sentence) per run for the page to show."""
+    store, runner = services.store(), services.runner()
+    me = services.owner()
+    notes = []
+    for run_id in run_ids:
+        try:
+            summary = store.load(run_id, with_steps=False)
+        except RunNotFound:
+            notes.append((True, f"Run {run_id[-6:]} was already gone."))
+            continue
+        if summary.owner != me:
+            notes.append((False, f"Run {summary.name} is not yours: only its owner can delete it."))
+            continue
+        was = summary.status
+        if was in ACTIVE:
+            runner.stop(run_id)
+            if store.status(run_id) in ACTIVE:   # a running run needs a moment to stop cleanly
+                notes.append((False, f"Run {summary.name} was still {was}: it is stopping now. "
+                                     "Delete it once it shows as stopped."))
+                continue
+        store.delete(run_id)
+        forget_run(run_id)
+        notes.append((True, f"Stopped and deleted run {summary.name} (it was still {was})." if was in ACTIVE
+                      else f"Deleted run {summary.name}."))
+    return notes

@@ -6,7 +6,7 @@ from tlcore.errors import DatasetError, DownloadRequired
 from tlcore.paths import data_dir
 from ui import data as ui_data, services, state, widgets
 
-services.owner()
+state.start_page()
 st.title("Data")
 st.markdown("""
 A pretrained network brings what it learned on ImageNet; your data decides how much of it to trust.
@@ -45,8 +45,12 @@ if not state.hidden("dataset"):
             cls = st.text_input("Class name for the next shots", value="class_a")
             shot = st.camera_input("Take a photo for this class")
             if shot is not None and cls:
-                n = ui_data.save_shot(shot.getvalue(), cls, services.owner())
-                st.success(f"Saved. Class {cls!r} now has {n} shot(s).")
+                # The camera keeps showing its last photo on every rerun: save each photo once only.
+                n = ui_data.save_new_shot(shot.getvalue(), cls, services.owner(), st.session_state)
+                if n is not None:
+                    st.success(f"Saved. Class {cls!r} now has {n} shot(s).")
+                else:
+                    st.caption("This photo is saved already. Clear it and take another one for the next shot.")
             counts = ui_data.webcam_counts(services.owner())
             if counts:
                 st.write(counts)
@@ -55,22 +59,26 @@ if not state.hidden("dataset"):
 
 plan = state.plan()
 c1, c2, c3 = st.columns(3)
-with c1:
-    per = st.number_input("Images per class for training (0 = all)", min_value=0, max_value=10000,
-                          value=plan.per_class or 0, step=10, disabled=state.locked() or state.hidden("per_class"))
-with c2:
-    imb = st.slider("Class imbalance (largest ÷ smallest class)", 1.0, 20.0, float(plan.imbalance), 0.5,
-                    disabled=state.locked() or state.hidden("imbalance"))
-with c3:
+sizing: dict = {}
+if not state.hidden("per_class"):
+    per = c1.number_input("Images per class for training (0 = all)", min_value=0, max_value=10000,
+                          value=plan.per_class or 0, step=10, disabled=state.locked())
+    sizing["per_class"] = per or None
+if not state.hidden("imbalance"):
+    sizing["imbalance"] = float(c2.slider("Class imbalance (largest ÷ smallest class)", 1.0, 20.0,
+                                          float(plan.imbalance), 0.5, disabled=state.locked()))
+if not state.hidden("image_size"):
     sizes = [0, 32, 64, 96, 128, 160, 224]
-    size = st.selectbox("Image size fed to the model (px)", sizes,
-                        index=sizes.index(plan.image_size) if plan.image_size in sizes else 0,
-                        format_func=lambda s: "model default" if s == 0 else f"{s} px",
-                        disabled=state.locked() or state.hidden("image_size"))
-widgets.apply(per_class=per or None, imbalance=float(imb), image_size=int(size))
-st.caption("Smaller images train much faster on a CPU; the images are stored once at their own size and "
-           "scaled on the fly.")
+    sizing["image_size"] = int(c3.selectbox("Image size fed to the model (px)", sizes,
+                                            index=sizes.index(plan.image_size) if plan.image_size in sizes else 0,
+                                            format_func=lambda s: "model default" if s == 0 else f"{s} px",
+                                            disabled=state.locked()))
+widgets.apply(**sizing)
+if not state.hidden("image_size"):
+    st.caption("Smaller images train much faster on a CPU; the images are stored once at their own size and "
+               "scaled on the fly.")
 plan = state.plan()
+state.share_link_hint()
 
 if plan.dataset == "folder" and not plan.dataset_path:
     st.info("Upload a zip or take webcam shots to use your own images.")

@@ -4,9 +4,9 @@ from tlcore.data import DATASETS
 from tlcore.device import describe
 from tlcore.models import MODELS, weights_status
 from tlcore.paths import data_dir
-from ui import services
+from ui import state
 
-services.owner()
+state.start_page()
 st.title("Transfer Learning Lab")
 st.markdown("""
 Training a deep network from nothing needs a huge labelled dataset, expensive hardware and a lot of

@@ -2,6 +2,9 @@ import streamlit as st
 
 from tlcore import plots
 from tlcore.metrics import arithmetic_mean, f1_score
+from ui import state
+
+state.start_page()
 
 st.title("Metrics lab")
 st.markdown("""

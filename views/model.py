@@ -3,9 +3,9 @@ import streamlit as st
 from tlcore import downloads, plots
 from tlcore.errors import DownloadRequired
 from tlcore.models import MODELS, download_weights, model_card, weights_status
-from ui import services, state, widgets
+from ui import state, widgets
 
-services.owner()
+state.start_page()
 st.title("Model")
 st.markdown("""
 A CNN is a stack of layers. The bottom ones detect edges and colour blobs, which are useful for
@@ -45,11 +45,12 @@ if card["status"] == "needs download":
             st.error(str(e))
 
 left, right = st.columns([2, 3])
-with left:
-    names_, states = widgets.group_states(plan)
-    st.plotly_chart(plots.layer_stack(names_, states), key="stack")
 with right:
-    st.markdown(f"**Strategy now:** {widgets.STRATEGY_LABELS[plan.strategy]} (change it on the Train page).")
+    # The same control as on the Train page, writing the same plan: the stack follows it.
+    widgets.apply(**widgets.strategy_controls(plan, state.locked()))
+    plan = state.plan()
+    st.markdown(f"**Strategy now:** {widgets.STRATEGY_LABELS[plan.strategy]} (the Train page has the same choice, "
+                "plus the head, epochs and learning rates).")
     st.markdown("""
 - **frozen** — weights stay exactly as ImageNet left them; computed once and cached.
 - **trained** — updated from the first epoch.
@@ -57,5 +58,8 @@ with right:
 - **not used** — the SVM baseline works on raw pixels, without the network.
 """)
     st.caption("Random-init (train from scratch) uses the same architecture with random weights: "
-               "choose the *scratch* strategy on the Train page.")
+               "choose the *scratch* strategy above.")
+with left:
+    names_, states = widgets.group_states(plan)
+    st.plotly_chart(plots.layer_stack(names_, states), key="stack")
 st.page_link("views/train.py", label="Next: train →", icon=":material/model_training:")

@@ -3,9 +3,9 @@ import streamlit as st
 
 from tlcore import plots
 from tlcore.metrics import most_confused, report
-from ui import results as ui_results, services, widgets
+from ui import results as ui_results, services, state, widgets
 
-services.owner()
+state.start_page()
 st.title("Results")
 st.markdown("""
 Accuracy alone hides which classes suffer. **Precision** asks: of the images the model called *cat*,
@@ -21,8 +21,8 @@ if not runs:
     st.stop()
 ids = [r.id for r in runs]
 default = st.session_state.get("run_id")
-chosen = st.selectbox("Run", ids, index=ids.index(default) if default in ids else 0,
-                      format_func=lambda i: widgets.run_label(next(r for r in runs if r.id == i)))
+labels = {r.id: widgets.run_label(r) for r in runs}
+chosen = st.selectbox("Run", ids, index=ids.index(default) if default in ids else 0, format_func=labels.get)
 run = store.load(chosen, with_steps=False)
 last = run.last_epoch
 classes = run.started.classes
@@ -39,9 +39,9 @@ for note in rep.notes:
 left, right = st.columns(2)
 with left:
     normalise = st.toggle("Row-normalised (each true class sums to 1)")
-    event = st.plotly_chart(plots.confusion_heatmap(last.confusion, classes, normalise), key="cm",
-                            on_select="rerun", selection_mode="points")
-    st.caption("Click a cell to see the validation images behind it.")
+    event = st.plotly_chart(plots.confusion_heatmap(last.confusion, classes, normalise, clickable=True),
+                            key=f"cm-{run.id}", on_select="rerun", selection_mode="points")
+    st.caption("Click a cell to see the validation images behind it (or pick the classes below).")
 with right:
     st.plotly_chart(plots.f1_vs_mean(rep), key="f1mean")
 
@@ -57,10 +57,9 @@ if pairs:
     st.markdown("**Most confused pairs:** " + "; ".join(f"{t} → {p} ({n})" for t, p, n in pairs))
 
 st.subheader("Images behind a cell")
-points = (event.selection.points if event and hasattr(event, "selection") else []) or []
-if points:
-    t_sel, p_sel = (int(v) for v in points[0]["customdata"]) if "customdata" in points[0] else (
-        classes.index(str(points[0]["y"])), classes.index(str(points[0]["x"])))
+clicked = plots.cell_from_selection(ui_results.selected_points(event), classes)
+if clicked is not None:
+    t_sel, p_sel = clicked
 else:
     first = pairs[0] if pairs else (classes[0], classes[0], 0)
     t_sel, p_sel = classes.index(first[0]), classes.index(first[1])
@@ -69,19 +68,27 @@ t = c1.selectbox("True class", range(len(classes)), index=t_sel, format_func=lam
 p = c2.selectbox("Predicted class", range(len(classes)), index=p_sel, format_func=lambda i: classes[i])
 preds = ui_results.predictions(store, run)
 if preds is None:
-    st.caption("This run kept no predictions.")
+    st.info(ui_results.no_predictions_reason(run))
 else:
-    images, conf = ui_results.cell_images(run, preds, t, p)
-    if len(images):
-        caps = [f"{classes[t]}→{classes[p]} {c:.0%}" for c in conf.tolist()]
-        st.plotly_chart(plots.image_grid(images.numpy(), [p] * len(images), classes, cols=8, captions=caps),
-                        key="cell-images")
+    try:
+        images, conf = ui_results.cell_images(run, preds, t, p)
+    except ui_results.ImagesUnavailable as e:
+        st.info(str(e))
     else:
-        st.caption(f"No validation image of class {classes[t]} was predicted as {classes[p]}.")
+        if len(images):
+            caps = [f"{classes[t]}→{classes[p]} {c:.0%}" for c in conf.tolist()]
+            st.plotly_chart(plots.image_grid(images.numpy(), [p] * len(images), classes, cols=8, captions=caps),
+                            key="cell-images")
+        else:
+            st.caption(f"No validation image of class {classes[t]} was predicted as {classes[p]}.")
 
 d1, d2 = st.columns(2)
 d1.download_button("Download metrics (CSV)", ui_results.metrics_csv(rep), file_name=f"{run.id}-metrics.csv",
                    mime="text/csv")
-model_file = store.artifact_dir(run.id) / "model.pt"
-if model_file.exists():
-    d2.download_button("Download the trained model (.pt)", model_file.read_bytes(), file_name=f"{run.id}-model.pt")
+model_file = ui_results.model_file(store, run)
+if model_file is not None:
+    # A callable: the file is read only when someone clicks, not on every rerun (VGG is over 500 MB).
+    d2.download_button(f"Download the trained model (.pt, {model_file.stat().st_size / 2**20:,.1f} MB)",
+                       model_file.read_bytes, file_name=f"{run.id}-model.pt", mime="application/octet-stream")
+else:
+    d2.caption(ui_results.no_model_reason(run))

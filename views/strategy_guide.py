@@ -1,10 +1,9 @@
-import pandas as pd
 import streamlit as st
 
-from tlcore import advisor
-from ui import services, state, widgets
+from tlcore import advisor, plots
+from ui import state, widgets
 
-services.owner()
+state.start_page()
 st.title("Strategy guide")
 st.markdown("""
 Two questions decide how to transfer: **how much data** do you have, and **how similar** is it to
@@ -13,11 +12,10 @@ the pretrained layers frozen. With lots of data you can afford to adjust everyth
 looks nothing like ImageNet, the pretrained features help less: with little of it, a simple
 classifier may do as well; with plenty, training from scratch becomes an option.
 """)
-grid = pd.DataFrame(
-    {size: {sim: f"{advisor.RULES[(size, sim)][0]}" for sim in ("similar", "different")} for size in ("small", "large")})
-grid.index = ["similar to ImageNet", "different from ImageNet"]
-grid.columns = [f"small (< {advisor.LARGE_PER_CLASS} images/class)", f"large (≥ {advisor.LARGE_PER_CLASS} images/class)"]
-st.table(grid)
+SIZE_TITLES = [f"small data (< {advisor.LARGE_PER_CLASS} images/class)",
+               f"large data (≥ {advisor.LARGE_PER_CLASS} images/class)"]
+grid_slot = st.empty()   # the grid, drawn again once we know where your data sits
+grid_slot.plotly_chart(plots.strategy_grid(advisor.RULES, size_titles=SIZE_TITLES), key="grid-empty")
 
 plan = state.plan()
 data = widgets.data_or_stop(plan)
@@ -36,7 +34,12 @@ if st.button("Estimate similarity"):
     with st.spinner("Probing the frozen network and the raw pixels…"):
         st.session_state[str(key)] = advisor.estimate_similarity(data, seed=plan.seed)
 est = st.session_state.get(str(key))
-if est is not None:
+grid_slot.plotly_chart(plots.strategy_grid(advisor.RULES, size, est.verdict if est is not None else None,
+                                           size_titles=SIZE_TITLES), key="grid")
+if est is None:
+    st.caption(f"Your data is **{size}**, so it sits in the outlined column; estimate the similarity to "
+               "find its row.")
+else:
     c = st.columns(3)
     c[0].metric("Linear probe on CNN codes", f"{est.cnn_accuracy:.3f}")
     c[1].metric("Linear probe on raw pixels", f"{est.pixel_accuracy:.3f}")

@@ -3,10 +3,11 @@ import streamlit as st
 from tlcore import plots
 from tlcore.errors import PlanError
 from tlcore.models import MODELS
+from tlcore.runs import RunNotFound
 from tlcore.train.strategies import planned_lrs, steps_per_epoch
 from ui import services, state, widgets
 
-services.owner()
+state.start_page()
 st.title("Train")
 st.markdown("""
 Choose **what to transfer**. A *feature extractor* keeps the whole pretrained backbone frozen and
@@ -28,14 +29,7 @@ def control(name: str) -> bool:
 left, right = st.columns(2)
 changes: dict = {}
 with left:
-    if control("strategy"):
-        keys = list(widgets.STRATEGY_LABELS)
-        changes["strategy"] = st.radio("Strategy", keys, index=keys.index(plan.strategy),
-                                       format_func=widgets.STRATEGY_LABELS.get, disabled=lock)
-    n_groups = len(MODELS[plan.model].groups)
-    if changes.get("strategy", plan.strategy) == "fine_tune_top" and control("top_groups"):
-        changes["top_groups"] = st.slider("Top layer groups to fine-tune", 1, n_groups, min(plan.top_groups, n_groups),
-                                          disabled=lock)
+    changes.update(widgets.strategy_controls(plan, lock))
     if control("head"):
         heads = ["linear", "mlp", "logreg", "linear_svm"]
         changes["head"] = st.selectbox("Head", heads, index=heads.index(plan.head), disabled=lock,
@@ -51,7 +45,8 @@ with left:
 with right:
     c1, c2 = st.columns(2)
     if control("epochs"):
-        changes["epochs"] = c1.number_input("Epochs", 1, 100, plan.epochs, disabled=lock)
+        most = services.runner().limits.max_epochs or 100   # a host may allow fewer per run
+        changes["epochs"] = c1.number_input("Epochs", 1, most, min(plan.epochs, most), disabled=lock)
     if control("batch_size"):
         changes["batch_size"] = c2.selectbox("Batch size", [16, 32, 64, 128, 256],
                                              index=[16, 32, 64, 128, 256].index(plan.batch_size)
@@ -84,6 +79,7 @@ err = state.update(**changes)
 if err is not None:
     st.error(f"This plan cannot run — {err}")
 plan = state.plan()
+state.share_link_hint()
 
 # --- the schedule, drawn before anything runs -----------------------------------------------------
 data = widgets.data_or_stop(plan)
@@ -96,25 +92,33 @@ if plan.uses_network and plan.head in ("linear", "mlp"):
 
 # --- start / stop -------------------------------------------------------------------------------------
 runner, store = services.runner(), services.store()
-if "run_id" not in st.session_state:
-    st.session_state.run_id = st.query_params.get("run") or next(
-        (r.id for r in store.list(owner=services.owner(), limit=20) if r.status in ("queued", "running")), None)
+run_id = widgets.current_run_id()   # forgets (and says so) a run that no longer exists
 b1, b2, _ = st.columns([1, 1, 4])
 if b1.button("Start training", type="primary", disabled=err is not None):
     try:
         st.session_state.run_id = runner.submit(plan, owner=services.owner())
-        st.query_params["run"] = st.session_state.run_id
+        st.query_params["run"] = st.session_state.run_id   # a reload comes back to it; never in the shared link
     except PlanError as e:
         st.error(str(e))
 run_id = st.session_state.get("run_id")
-active = bool(run_id) and store.status(run_id) in ("queued", "running")
+try:
+    active = bool(run_id) and store.status(run_id) in ("queued", "running")
+except RunNotFound:
+    active = False
 if b2.button("Stop", disabled=not active):
     runner.stop(run_id)
 
 
 @st.fragment(run_every=1.0 if active else None)
 def live(run_id: str) -> None:
-    run = store.load(run_id)
+    try:
+        run = store.load(run_id)
+    except RunNotFound:   # deleted (e.g. on the Compare page) while we were watching it
+        if active:
+            st.rerun()   # stop polling; the page then says the run is gone
+        widgets.forget_run(run_id)
+        st.info("This run no longer exists: it was deleted.")
+        return
     st.subheader(f"Run {run.name}")
     widgets.progress(run)
     if run.ended is not None:
