@@ -191,7 +191,7 @@ def test_stopping_a_queued_run_wakes_whoever_waits_for_it(tmp_path):
 
 
 def test_each_device_has_its_own_queue_and_limit(tmp_path, monkeypatch):
-    monkeypatch.setattr(tlcore.jobs, "_auto_device", lambda: "cuda")
+    monkeypatch.setattr(tlcore.jobs, "auto_device_type", lambda: "cuda")
     gates = {"cuda": threading.Event(), "cpu": threading.Event()}
     runner = JobRunner(RunStore(tmp_path), max_concurrent=1,
                        train_fn=lambda plan, *a: fake_train(plan, *a, gate=gates[tlcore.jobs._device_of(plan)]))

@@ -55,6 +55,18 @@ def _cpu_has_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
+
+
+def auto_device_type() -> str:
+    """What "auto" trains on: "cuda", else "mps", else "cpu". Unlike pick(), it changes no settings."""
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if _mps_available() else "cpu"
+
+
 def pick(choice: str = "auto") -> DevicePolicy:
     """The device a plan asked for, or the best one present for "auto"."""
     from .errors import PlanError
@@ -70,8 +82,7 @@ def pick(choice: str = "auto") -> DevicePolicy:
                             f"cuda:{idx} ({torch.cuda.get_device_name(idx)})")
     if choice == "cuda":
         raise PlanError("device", "CUDA was asked for but no NVIDIA GPU is available here")
-    mps = getattr(torch.backends, "mps", None)
-    if choice in ("auto", "mps") and mps is not None and mps.is_available():
+    if choice in ("auto", "mps") and _mps_available():
         return DevicePolicy(torch.device("mps"), None, False, "mps (Apple GPU)")
     if choice == "mps":
         raise PlanError("device", "MPS was asked for but this machine has no Apple GPU")

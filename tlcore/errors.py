@@ -19,6 +19,15 @@ class DownloadRequired(TLCoreError):
         super().__init__(f"{what} needs a download from {source} and it is not available offline{extra}")
 
 
+class DamagedDownload(DownloadRequired):
+    """A downloaded file is in its cache but cannot be read: it has to go before a download can help."""
+
+    def __init__(self, what: str, path: str, detail: str) -> None:
+        self.what, self.source = what, path
+        TLCoreError.__init__(self, f"the cached {what} at {path} is damaged and cannot be loaded ({detail}): "
+                                   "delete that file to download it again")
+
+
 class PlanError(TLCoreError, ValueError):
     """An invalid plan. `field` names the plan field at fault so a UI can show it beside the control."""
 

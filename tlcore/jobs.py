@@ -5,11 +5,11 @@ behind a GPU run.
 
 Workers only write to the run store; pages read the store. Nothing here knows about Streamlit.
 Host limits come from the constructor or the environment:
-  TLCORE_MAX_CONCURRENT (per device, default 1), TLCORE_MAX_EPOCHS, TLCORE_MAX_TRAIN_IMAGES (per_class x classes).
+  TLCORE_MAX_CONCURRENT (per device, default 1), TLCORE_MAX_EPOCHS, TLCORE_MAX_TRAIN_IMAGES (training
+  images a run would really use).
 """
 from __future__ import annotations
 
-import functools
 import gc
 import logging
 import os
@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
+from .device import auto_device_type
 from .errors import PlanError
 from .runs import RunStore
 from .train.events import RunEnded
@@ -63,19 +64,8 @@ def _default_train(plan, emit, should_stop, artifact_dir) -> None:
     train(plan, emit, should_stop, artifact_dir)
 
 
-@functools.cache
-def _auto_device() -> str:
-    """The device type "auto" trains on, by device.pick's rule but without its side effects (thread
-    count, cuDNN flags); asked once, as submit needs it for every plan."""
-    import torch
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    return "mps" if mps is not None and mps.is_available() else "cpu"
-
-
 def _device_of(plan: Plan) -> str:
-    return _auto_device() if plan.device == "auto" else plan.device
+    return auto_device_type() if plan.device == "auto" else plan.device
 
 
 class JobRunner:

@@ -160,11 +160,10 @@ def _save_cache(splits: ImageSplits, file: Path) -> None:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
         os.replace(tmp, file)  # atomic: nothing half-written
-    except OSError:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        if not isinstance(e, OSError):
+            raise
 
 
 def _full(name: str, image_size: int, seed: int, val_fraction: float, root: Path, path: Path | None,

@@ -11,7 +11,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..errors import DownloadRequired
+from ..errors import DamagedDownload, DownloadRequired
 from .base import ModelSpec, Network
 from .heads import make_head
 from .registry import MODELS
@@ -51,10 +51,7 @@ def _hub_state_dict(spec: ModelSpec) -> dict:
         if path.is_file():
             # torch.hub only moves a finished download into place, so a file there that will not load
             # is damaged (a disk error, a copy cut short): downloading again cannot help until it goes.
-            err = DownloadRequired(what, spec.weights.url)
-            err.args = (f"the cached {what} at {path} is damaged and cannot be loaded ({type(e).__name__}): "
-                        f"delete that file to download them again",)
-            raise err from None
+            raise DamagedDownload(what, str(path), type(e).__name__) from None
         if not isinstance(e, (urllib.error.URLError, OSError, RuntimeError)):
             raise  # not a failed download: a bug, which must show as one
         raise DownloadRequired(what, spec.weights.url, f"expected in {path.parent}: {type(e).__name__}") from None

@@ -33,7 +33,7 @@ from .features import FeatureCache, FrozenPrefix, compute_prefix, default_cache,
 from .pipeline import Preprocess
 from .plan import Plan
 from .schedules import group_lrs, multiplier
-from .strategies import apply_cut, cut_schedule, frozen_prefix_is_fixed
+from .strategies import apply_cut, cut_schedule, frozen_groups_are_fixed, frozen_prefix_is_fixed
 from .strategies import steps_per_epoch as steps_per_epoch_for
 
 STEP_EVENT_INTERVAL_S = 0.25   # Step events are throttled: the UI redraws at ~1 Hz, the store need not see every step
@@ -262,7 +262,7 @@ class _Run:
     def _frozen_prefix(self, cut: int) -> FrozenPrefix | None:
         """The groups below the cut as a fast inference copy, when they compute a fixed function
         (BN policy "train" lets them learn). Built on first use: a feature-cache hit never needs it."""
-        if cut == 0 or self.plan.bn != "frozen":
+        if not frozen_groups_are_fixed(self.plan, cut):
             return None
         if getattr(self, "_prefix_for", None) != cut:
             self._prefix, self._prefix_for = FrozenPrefix(self.net, cut, self.prep, self.policy), cut

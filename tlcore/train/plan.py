@@ -115,8 +115,8 @@ def default_image_size(device: str = "auto") -> int:
     """What the dashboard and the CLI put in a new plan: the model's own size (0) on a GPU or an
     Apple GPU, CPU_IMAGE_SIZE on a CPU. Written into the plan, so a stored run stays reproducible."""
     if device == "auto":
-        from ..device import pick
-        device = pick("auto").device.type
+        from ..device import auto_device_type
+        device = auto_device_type()
     return CPU_IMAGE_SIZE if device == "cpu" else 0
 
 

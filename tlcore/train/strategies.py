@@ -50,9 +50,14 @@ def apply_cut(net: Network, cut: int, bn_policy: str) -> None:
     net.head.requires_grad_(True)
 
 
+def frozen_groups_are_fixed(plan: Plan, cut: int) -> bool:
+    """The groups below the cut compute the same function all run (BN policy "train" lets them learn)."""
+    return cut > 0 and plan.bn == "frozen"
+
+
 def frozen_prefix_is_fixed(plan: Plan, cut: int) -> bool:
-    """The frozen groups compute the same function every step, so their outputs can be cached."""
-    return cut > 0 and plan.bn == "frozen" and not plan.augment
+    """The frozen groups also see the same inputs every epoch (no augmentation), so their outputs can be cached."""
+    return frozen_groups_are_fixed(plan, cut) and not plan.augment
 
 
 
