@@ -16,7 +16,7 @@ from tlcore.errors import PlanError
 from tlcore.data import load_dataset
 from tlcore.jobs import JobRunner, Limits
 from tlcore.runs import RunNotFound, RunStore
-from tlcore.train.events import EpochEnded, RunEnded, RunStarted, Step
+from tlcore.train.events import EpochEnded, Phase, RunEnded, RunStarted, Step
 from tlcore.train.plan import Plan
 
 PLAN = Plan(epochs=2)
@@ -83,9 +83,9 @@ def test_readers_never_block_on_a_writing_run(tmp_path):
 
 def test_delete_removes_the_run_and_its_artifacts(tmp_path):
     store = RunStore(tmp_path)
-    run_id = store.create(PLAN)
+    run_id = store.create(PLAN, owner="me")
     (store.artifact_dir(run_id) / "model.pt").write_bytes(b"x")
-    store.delete(run_id)
+    store.delete(run_id, owner="me")
     assert not store.artifact_dir(run_id).exists()
     with pytest.raises(RunNotFound):
         store.load(run_id)
@@ -166,9 +166,9 @@ def test_second_run_waits_in_the_queue_and_reports_its_position(tmp_path):
 def test_stop_ends_queued_and_running_runs_as_stopped(tmp_path):
     gate = threading.Event()
     runner = JobRunner(RunStore(tmp_path), max_concurrent=1, train_fn=lambda *a: fake_train(*a, gate=gate))
-    running, queued = runner.submit(PLAN), runner.submit(PLAN)
-    runner.stop(queued)
-    runner.stop(running)
+    running, queued = runner.submit(PLAN, owner="me"), runner.submit(PLAN, owner="me")
+    runner.stop(queued, owner="me")
+    runner.stop(running, owner="me")
     gate.set()
     assert runner.wait(running, 30) == "stopped"
     assert runner.status(queued) == "stopped"
@@ -178,12 +178,12 @@ def test_stop_ends_queued_and_running_runs_as_stopped(tmp_path):
 def test_stopping_a_queued_run_wakes_whoever_waits_for_it(tmp_path):
     gate = threading.Event()
     runner = JobRunner(RunStore(tmp_path), max_concurrent=1, train_fn=lambda *a: fake_train(*a, gate=gate))
-    running, queued = runner.submit(PLAN), runner.submit(PLAN)
+    running, queued = runner.submit(PLAN, owner="me"), runner.submit(PLAN, owner="me")
     seen: list[str] = []
     waiter = threading.Thread(target=lambda: seen.append(runner.wait(queued, 20)), daemon=True)
     waiter.start()
     waiter.join(0.3)  # let it block in wait()
-    runner.stop(queued)
+    runner.stop(queued, owner="me")
     waiter.join(5)
     assert seen == ["stopped"]
     gate.set()
@@ -278,3 +278,33 @@ def test_host_image_limit_counts_the_real_dataset_so_the_default_passes_when_it_
     runner = JobRunner(RunStore(tmp_path), train_fn=fake_train, limits=Limits(max_train_images=2000))
     assert runner.wait(runner.submit(Plan(epochs=1)), 30) == "finished"   # digits: about 1,440 <= 2,000
     runner.shutdown()
+
+
+def test_only_the_owner_can_stop_delete_or_rename_a_run(tmp_path):
+    from tlcore.errors import NotOwner
+
+    gate = threading.Event()
+    runner = JobRunner(RunStore(tmp_path), max_concurrent=1, train_fn=lambda *a: fake_train(*a, gate=gate))
+    run_id = runner.submit(PLAN, owner="alice")
+    for action in (lambda: runner.stop(run_id, owner="mallory"), lambda: runner.stop(run_id, owner=""),
+                   lambda: runner.store.delete(run_id, owner="mallory"),
+                   lambda: runner.store.rename(run_id, "mine now", owner="mallory")):
+        with pytest.raises(NotOwner):
+            action()
+    gate.set()
+    assert runner.wait(run_id, 30) == "finished"
+    runner.store.rename(run_id, "first try", owner="alice")
+    assert runner.store.load(run_id).label == "first try"
+    runner.shutdown()
+
+
+def test_events_since_returns_only_what_is_new(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = store.create(PLAN)
+    for i in range(3):
+        store.append(run_id, Phase("data", i, 3))
+    seen = store.events_since(run_id)
+    assert [s for s, _ in seen] == [0, 1, 2]
+    store.append(run_id, RunEnded("finished"))
+    new = store.events_since(run_id, seen[-1][0])
+    assert [(s, type(e).__name__) for s, e in new] == [(3, "RunEnded")]

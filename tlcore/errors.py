@@ -34,3 +34,11 @@ class PlanError(TLCoreError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         self.field, self.message = field, message
         super().__init__(f"{field}: {message}")
+
+
+class NotOwner(TLCoreError, PermissionError):
+    """An action that changes a run (stop, delete, rename) asked for by someone who does not own it."""
+
+    def __init__(self, run_id: str, action: str) -> None:
+        self.run_id, self.action = run_id, action
+        super().__init__(f"only the owner of run {run_id} can {action} it")

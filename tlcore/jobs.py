@@ -110,7 +110,9 @@ class JobRunner:
         with self._lock:
             return sorted(self._running)
 
-    def stop(self, run_id: str) -> None:
+    def stop(self, run_id: str, *, owner: str) -> None:
+        """Stop a queued or running run; only its owner may (NotOwner otherwise)."""
+        self.store.check_owner(run_id, owner, "stop")
         with self._lock:
             for queue in self._queues.values():
                 for item in queue:

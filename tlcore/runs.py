@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import TLCoreError
+from .errors import NotOwner, TLCoreError
 from .paths import home_dir
 from .train import events as ev
 from .train.plan import Plan
@@ -184,6 +184,22 @@ class RunStore:
         return Run(row["id"], row["created"], row["owner"], row["label"], Plan.from_json(row["plan_json"]),
                    row["status"], row["message"], events)
 
+    def events_since(self, run_id: str, seq: int = -1) -> list[tuple[int, ev.Event]]:
+        """(seq, event) for every event after `seq`, in order: a watching page keeps the last seq it
+        saw and asks only for what is new, instead of reloading the whole run every second."""
+        rows = self._conn().execute("SELECT seq, json FROM events WHERE run_id=? AND seq>? ORDER BY seq",
+                                    (run_id, seq))
+        return [(s, ev.from_dict(json.loads(j))) for s, j in rows]
+
+    def check_owner(self, run_id: str, owner: str, action: str) -> None:
+        """Raise NotOwner unless `owner` owns the run: a run id alone never lets anyone change a run."""
+        if not owner or self._row(run_id)["owner"] != owner:
+            raise NotOwner(run_id, action)
+
+    def rename(self, run_id: str, label: str, *, owner: str) -> None:
+        self.check_owner(run_id, owner, "rename")
+        self._conn().execute("UPDATE runs SET label=? WHERE id=?", (label.strip()[:200], run_id))
+
     def list(self, owner: str | None = None, limit: int = 200) -> list[RunSummary]:
         c = self._conn()
         c.row_factory = sqlite3.Row
@@ -197,8 +213,8 @@ class RunStore:
                                   r["trainable_params"], r["message"]))
         return out
 
-    def delete(self, run_id: str) -> None:
-        self._row(run_id)
+    def delete(self, run_id: str, *, owner: str) -> None:
+        self.check_owner(run_id, owner, "delete")
         c = self._conn()
         with _transaction(c):
             c.execute("DELETE FROM events WHERE run_id=?", (run_id,))

@@ -206,12 +206,12 @@ def delete_runs(run_ids: list[str]) -> list[tuple[bool, str]]:
             continue
         was = summary.status
         if was in ACTIVE:
-            runner.stop(run_id)
+            runner.stop(run_id, owner=me)
             if store.status(run_id) in ACTIVE:   # a running run needs a moment to stop cleanly
                 notes.append((False, f"Run {summary.name} was still {was}: it is stopping now. "
                                      "Delete it once it shows as stopped."))
                 continue
-        store.delete(run_id)
+        store.delete(run_id, owner=me)
         forget_run(run_id)
         notes.append((True, f"Stopped and deleted run {summary.name} (it was still {was})." if was in ACTIVE
                       else f"Deleted run {summary.name}."))

@@ -106,7 +106,7 @@ try:
 except RunNotFound:
     active = False
 if b2.button("Stop", disabled=not active):
-    runner.stop(run_id)
+    runner.stop(run_id, owner=services.owner())
 
 
 @st.fragment(run_every=1.0 if active else None)

@@ -20,6 +20,10 @@ class RunStarted:
     train_size: int
     val_size: int
     classes: tuple[str, ...]
+    dataset_name: str = ""         # what people call the data: an upload's file name, or the registry title
+    cuts: tuple[int, ...] = ()     # lowest trainable group per epoch (len(groups): head only); () without a network
+    steps_per_epoch: int = 0
+    group_mflops: tuple[float, ...] = ()   # forward MFLOPs per image of each layer group at the run's image size
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +43,8 @@ class Step:
     steps_per_epoch: int
     loss: float
     lrs: tuple[float, ...]         # learning rate per layer group in the optimiser, bottom -> top, head last
-    images_per_s: float
+    images_per_s: float            # training images per second of stepping in this epoch (feature passes excluded)
+    elapsed: float = 0.0           # seconds since the run started
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +65,12 @@ class EpochEnded:
     f1: tuple[float, ...]
     macro_f1: float
     trainable_groups: tuple[str, ...]
-    seconds: float                 # wall time of this epoch
-    images_per_s: float
+    seconds: float                 # wall time of this epoch, its feature pass and evaluation included
+    images_per_s: float            # training images per second of stepping (feature pass excluded)
     feature_cache_hit: bool = False
+    feature_seconds: float = 0.0   # the frozen groups' feature pass this epoch (0: none, or from the cache)
+    feature_images_per_s: float = 0.0   # backbone images/s of that pass (0 when there was none)
+    steps_per_s: float = 0.0       # optimiser steps per second
 
 
 @dataclass(frozen=True, slots=True)

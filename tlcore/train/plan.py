@@ -32,6 +32,7 @@ class Plan:
     # data
     dataset: str = "digits"
     dataset_path: str = ""            # folder / zip for dataset="folder"
+    dataset_name: str = ""            # what people call it (an upload's file name); "" for registry datasets
     per_class: int | None = None      # training images per class (None: all)
     imbalance: float = 1.0            # largest / smallest class size in the training split (1: balanced)
     image_size: int = 0               # side in pixels fed to the model (0: the model's default)
@@ -148,6 +149,9 @@ def _validate(p: Plan) -> None:
         _check_type(p, "per_class", (int,))
     _check_type(p, "augment", (bool,))
     _check_type(p, "dataset_path", (str,))
+    _check_type(p, "dataset_name", (str,))
+    if len(p.dataset_name) > 200:
+        raise PlanError("dataset_name", "must be at most 200 characters")
 
     if p.dataset not in DATASETS:
         raise PlanError("dataset", f"unknown dataset {p.dataset!r}; choose one of {', '.join(sorted(DATASETS))}")
