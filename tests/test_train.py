@@ -179,7 +179,7 @@ def test_scratch_trains_every_group_at_the_same_rate():
 
 
 def test_a_diverging_run_fails_with_a_message_about_the_learning_rate(tmp_path, monkeypatch):
-    import tlcore.train.loop as loop
+    import tlcore.train.phases as phases
 
     def exploding(*args, **kwargs):
         net = build_network(*args, **kwargs)
@@ -187,7 +187,7 @@ def test_a_diverging_run_fails_with_a_message_about_the_learning_rate(tmp_path, 
             p.data.fill_(float("inf"))
         return net
 
-    monkeypatch.setattr(loop, "build_network", exploding)
+    monkeypatch.setattr(phases, "build_network", exploding)
     store = RunStore(tmp_path / "home")
     plan = TINY.replace(strategy="feature_extractor", epochs=2)
     run_id = store.create(plan)

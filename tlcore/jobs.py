@@ -53,15 +53,14 @@ class Limits:
     def _train_images(plan: Plan) -> tuple[int, int]:
         """(training images, classes) the plan would really use: counted on the dataset, which the pages
         have loaded already (it is cached), so an uploaded folder's classes and a small default pass."""
-        from .data import load_dataset
-        data = load_dataset(plan.dataset, image_size=plan.resolved_image_size(), per_class=plan.per_class,
-                            imbalance=plan.imbalance, seed=plan.seed, path=plan.dataset_path or None)
+        from .data import load_plan_data
+        data = load_plan_data(plan)
         return int(data.train_y.numel()), data.num_classes
 
 
 def _default_train(plan, emit, should_stop, artifact_dir) -> None:
-    from .train.loop import train
-    train(plan, emit, should_stop, artifact_dir)
+    from .kinds import run_plan
+    run_plan(plan, emit, should_stop, artifact_dir)
 
 
 def _device_of(plan: Plan) -> str:

@@ -140,6 +140,30 @@ class RunStore:
     def artifact_dir(self, run_id: str) -> Path:
         return self.root / "artifacts" / run_id
 
+    # --- artifacts: pages ask the store, never open a run's files by name ---------------------------
+    def artifact(self, run_id: str, name: str) -> Any | None:
+        """A saved artifact (torch.load, tensors and plain values only), or None when the run has none."""
+        path = self.artifact_dir(run_id) / name
+        if not path.is_file():
+            return None
+        import torch
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def predictions(self, run_id: str) -> dict | None:
+        """{"pred", "confidence", "true"} over the validation images, or None."""
+        return self.artifact(run_id, "predictions.pt")
+
+    def model_file(self, run_id: str) -> Path | None:
+        path = self.artifact_dir(run_id) / "model.pt"
+        return path if path.is_file() else None
+
+    def cell_images(self, run_id: str, true_class: int, pred_class: int, limit: int = 24, loader=None):
+        """The validation images behind one confusion-matrix cell, most confident first, with their
+        confidences; ImagesUnavailable (a plain sentence) when they cannot be shown."""
+        from .artifacts import cell_images
+        run = self.load(run_id, with_steps=False)
+        return cell_images(run, self.predictions(run_id), true_class, pred_class, limit, loader)
+
     def create(self, plan: Plan, *, owner: str = "", label: str = "") -> str:
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
         self._conn().execute("INSERT INTO runs (id, created, owner, label, plan_json, status, host, pid, process) "

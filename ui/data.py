@@ -1,14 +1,13 @@
 """Where uploads and webcam shots go (a per-browser folder under the cache), and dataset loading."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
 from pathlib import Path
 from typing import MutableMapping
 
 from tlcore import downloads
-from tlcore.data import ImageSplits, load_dataset, load_folder
+from tlcore.data import ImageSplits, load_folder, load_plan_data
 from tlcore.paths import cache_dir
 from tlcore.train.plan import Plan
 
@@ -78,6 +77,4 @@ def webcam_counts(owner: str) -> dict[str, int]:
 
 def load(plan: Plan, progress: downloads.Progress | None = None) -> ImageSplits:
     """The plan's dataset; a first use downloads it, reporting its bytes to `progress`."""
-    with downloads.reporting(progress) if progress else contextlib.nullcontext():
-        return load_dataset(plan.dataset, image_size=plan.resolved_image_size(), per_class=plan.per_class,
-                            imbalance=plan.imbalance, seed=plan.seed, path=plan.dataset_path or None)
+    return load_plan_data(plan, progress)

@@ -1,7 +1,7 @@
 """Datasets: a registry of sources that all come out as uint8 ImageSplits."""
 from .base import DatasetSpec, ImageSplits
 from .folder import load_folder
-from .registry import DATASETS, class_counts, dataset_rows, load_dataset, register, sample_grid
+from .registry import DATASETS, class_counts, dataset_rows, load_dataset, load_plan_data, register, sample_grid
 
-__all__ = ["DATASETS", "DatasetSpec", "ImageSplits", "class_counts", "dataset_rows", "load_dataset", "load_folder",
+__all__ = ["DATASETS", "DatasetSpec", "ImageSplits", "class_counts", "dataset_rows", "load_dataset", "load_folder", "load_plan_data",
            "register", "sample_grid"]

@@ -27,6 +27,10 @@ class ImageSplits:
     name: str = ""
     # Counts a learner may want to see: skipped unreadable files, ignored non-images, ...
     notes: dict[str, int] = field(default_factory=dict)
+    # What was really loaded, as one string: the source's content (a folder's files, a zip's entries,
+    # a registry set's name and options) plus the training subsample. Caches key on it (decoded data,
+    # frozen features), so two runs share a cache exactly when they train and score on the same images.
+    fingerprint: str = ""
 
     @property
     def num_classes(self) -> int:

@@ -1,6 +1,8 @@
 """The dataset registry and the one entry point, `load_dataset`."""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -134,17 +136,39 @@ def _tree_digest(root: Path) -> str:
     return hashlib.sha256(json.dumps(sorted(rows)).encode()).hexdigest()
 
 
-def _identity(name: str, image_size: int, seed: int, val_fraction: float, path: Path | None) -> str:
-    # v2: directories are keyed on their whole tree, and mixed sizes are stored at the median side.
-    ident: dict = {"name": name, "size": image_size, "seed": seed, "val": val_fraction, "v": 2}
+# The validation images belong to the dataset, not to a plan: every split we make ourselves (digits,
+# folders, EuroSAT) uses this seed, so runs with different plan seeds are scored on the same images.
+SPLIT_SEED = 0
+
+
+def _zip_digest(path: Path) -> str:
+    """A zip's entries by name, size and CRC-32: its content, read from the central directory alone."""
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as zf:
+            rows = sorted((i.filename, i.file_size, i.CRC) for i in zf.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        st = path.stat()   # not a readable zip: the loader will say why; key on what we can see
+        rows = [("?", st.st_size, st.st_mtime_ns)]
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+def _identity(name: str, image_size: int, val_fraction: float, path: Path | None) -> str:
+    """The full dataset's content identity: what it is made of, never where a plan's seed points."""
+    # v3: content identity for zips, and a split that no longer depends on the plan's seed.
+    ident: dict = {"name": name, "size": image_size, "val": val_fraction, "split_seed": SPLIT_SEED, "v": 3}
     if path is not None:
         ident["path"] = str(path.resolve())
-        if path.is_dir():
-            ident["tree"] = _tree_digest(path)
-        else:
-            st = path.stat()
-            ident.update(mtime=st.st_mtime_ns, bytes=st.st_size)
+        ident["content"] = _tree_digest(path) if path.is_dir() else _zip_digest(path)
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def subsample_fingerprint(full: str, per_class: int | None, imbalance: float, seed: int) -> str:
+    """The training subsample on top of the full dataset's identity (the seed picks which images)."""
+    if per_class is None and imbalance == 1.0:
+        return full
+    blob = json.dumps({"full": full, "per_class": per_class, "imbalance": imbalance, "seed": seed})
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
 def _save_cache(splits: ImageSplits, file: Path) -> None:
@@ -166,11 +190,11 @@ def _save_cache(splits: ImageSplits, file: Path) -> None:
             raise
 
 
-def _full(name: str, image_size: int, seed: int, val_fraction: float, root: Path, path: Path | None,
+def _full(name: str, image_size: int, val_fraction: float, root: Path, path: Path | None,
           download: bool) -> ImageSplits:
     """Whole train/val splits at the stored size, from memory, the disk cache, or the source."""
     spec = DATASETS[name]
-    key = _identity(name, image_size, seed, val_fraction, path)
+    key = _identity(name, image_size, val_fraction, path)
     if key in _MEMORY:
         _MEMORY.move_to_end(key)
         return _MEMORY[key]
@@ -183,14 +207,15 @@ def _full(name: str, image_size: int, seed: int, val_fraction: float, root: Path
             splits = None  # a torn cache file is only a miss
     if splits is None:
         if name == "folder":
-            splits = load_folder(path, image_size=image_size, seed=seed, val_fraction=val_fraction)
+            splits = load_folder(path, image_size=image_size, seed=SPLIT_SEED, val_fraction=val_fraction)
         elif spec.source == "bundled":
-            splits = spec.load(root, image_size, seed, val_fraction)
+            splits = spec.load(root, image_size, SPLIT_SEED, val_fraction)
         else:
-            splits = spec.load(root, image_size, seed, val_fraction, download=download)
+            splits = spec.load(root, image_size, SPLIT_SEED, val_fraction, download=download)
             mark_available(name, root)  # it is on disk now (perhaps just downloaded)
         if spec.source != "bundled":
             _save_cache(splits, file)
+    splits = dataclasses.replace(splits, fingerprint=key)
     _MEMORY[key] = splits
     while len(_MEMORY) > _MEMORY_ENTRIES:
         _MEMORY.popitem(last=False)
@@ -201,17 +226,33 @@ def load_dataset(name: str, *, image_size: int = 224, per_class: int | None = No
                  seed: int = 0, val_fraction: float = 0.2, root: Path | str | None = None,
                  path: str | Path | None = None, download: bool = True) -> ImageSplits:
     """Any registered dataset as ImageSplits. `per_class` and `imbalance` shape the training split
-    only, so runs with different options are scored on the same validation images."""
+    only, and `seed` only picks which training images they keep: the validation images are the
+    dataset's own, whatever the options, so every run on a dataset is scored on the same images."""
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if name == "folder" and not path:
         raise DatasetError("the folder dataset needs a path to a directory or .zip")
-    full = _full(name, image_size, seed, val_fraction, Path(root) if root else data_dir(),
-                 Path(path) if path else None, download)
+    full = _full(name, image_size, val_fraction, Path(root) if root else data_dir(), Path(path) if path else None,
+                 download)
     keep = subsample(full.train_y, full.num_classes, per_class, imbalance, seed)
     if len(keep) == len(full.train_y):
         return full
-    return ImageSplits(full.train_x[keep], full.train_y[keep], full.val_x, full.val_y, full.classes, full.name, full.notes)
+    return dataclasses.replace(full, train_x=full.train_x[keep], train_y=full.train_y[keep],
+                               fingerprint=subsample_fingerprint(full.fingerprint, per_class, imbalance, seed))
+
+
+def load_plan_data(plan, progress=None, *, root: Path | str | None = None) -> ImageSplits:
+    """The one map from a plan to its data: every page, the job queue and the engine call this.
+
+    `progress(done, total)` hears the bytes of a first-use download."""
+    from .. import downloads
+
+    with downloads.reporting(progress) if progress is not None else contextlib.nullcontext():
+        data = load_dataset(plan.dataset, image_size=plan.resolved_image_size(), per_class=plan.per_class,
+                            imbalance=plan.imbalance, seed=plan.seed, path=plan.dataset_path or None, root=root)
+    if plan.dataset_name:
+        data = dataclasses.replace(data, name=plan.dataset_name)
+    return data
 
 
 def class_counts(y: torch.Tensor, num_classes: int) -> list[int]:

@@ -40,6 +40,17 @@ class ModelSpec:
     # convolutions (1.3-1.7x); no for inverted residuals, whose depthwise + BatchNorm backward is
     # 30-40% slower in bf16 there (2-core Zen 4, torch 2.14, 96 px, batch 16; see DevicePolicy.for_model).
     cpu_bf16_training: bool = True
+    # Where the shipped weights file lies (for its content hash in cache keys); None for torchvision's.
+    shipped_path: Callable[[], str] | None = None
+    # Modules of the original model that are neither in a group nor the head, on purpose, each with why:
+    # their state-dict entries are dropped when pretrained weights load (GoogLeNet's untrained aux heads).
+    dropped: tuple[tuple[str, str], ...] = ()
+    # An auxiliary classifier used as an extra training loss (Inception v3): its module path, the group
+    # after which it taps the features, its loss weight, and the smallest feature-map side it accepts.
+    aux: str = ""
+    aux_after: str = ""
+    aux_weight: float = 0.4
+    aux_min_side: int = 0
 
     @property
     def group_names(self) -> tuple[str, ...]:
@@ -53,11 +64,16 @@ class Network(nn.Module):
     prefix once and train only what follows.
     """
 
-    def __init__(self, groups: "OrderedDict[str, nn.Module]", head: nn.Module, feature_dim: int) -> None:
+    def __init__(self, groups: "OrderedDict[str, nn.Module]", head: nn.Module, feature_dim: int,
+                 aux: nn.Module | None = None, aux_after: int = -1, aux_weight: float = 0.0,
+                 aux_min_side: int = 0) -> None:
         super().__init__()
         self.groups = nn.ModuleDict(groups)
         self.head = head
         self.feature_dim = feature_dim
+        # Inception's auxiliary classifier: taps the output of group `aux_after`; training only.
+        self.aux = aux
+        self.aux_after, self.aux_weight, self.aux_min_side = aux_after, aux_weight, aux_min_side
 
     @property
     def group_names(self) -> tuple[str, ...]:

@@ -69,7 +69,9 @@ def _load_pretrained(spec: ModelSpec, model: nn.Module) -> None:
     if spec.load_shipped is not None:
         spec.load_shipped(model)
         return
-    model.load_state_dict(_hub_state_dict(spec))
+    state = _hub_state_dict(spec)
+    dropped = tuple(f"{path}." for path, _why in spec.dropped)
+    model.load_state_dict({k: v for k, v in state.items() if not k.startswith(dropped)})
 
 
 def _bare(spec: ModelSpec, pretrained: bool) -> nn.Module:
@@ -83,14 +85,109 @@ def _groups(spec: ModelSpec, model: nn.Module) -> "OrderedDict[str, nn.Module]":
     return OrderedDict((g, nn.Sequential(*(_module(model, p) for p in paths))) for g, paths in spec.groups)
 
 
-def build_network(name: str, num_classes: int, *, pretrained: bool = True, head: str = "linear") -> Network:
+def kept_groups(name: str, truncate_after: str = "") -> tuple[str, ...]:
+    """The layer groups a network keeps: all of them, or those up to and including `truncate_after`
+    (the lecture notes' "remove the higher conv layers too" for small data unlike ImageNet)."""
+    names = MODELS[name].group_names
+    if not truncate_after:
+        return names
+    if truncate_after not in names:
+        raise ValueError(f"{name} has no layer group {truncate_after!r}; its groups are {', '.join(names)}")
+    return names[:names.index(truncate_after) + 1]
+
+
+def _truncate(groups: "OrderedDict[str, nn.Module]", keep: tuple[str, ...], side: int) -> tuple[OrderedDict, int]:
+    """Drop the groups above `keep`; a kept top that still outputs a feature map gets global average
+    pooling so the head sees one vector per image. Returns the groups and the head's input width."""
+    kept = OrderedDict((g, groups[g]) for g in keep)
+    with torch.no_grad():
+        was = [(m, m.training) for m in kept.values()]
+        for m, _ in was:
+            m.eval()
+        y = torch.zeros(1, 3, side, side)
+        for g in kept.values():
+            y = g(y)
+        for m, training in was:
+            m.train(training)
+    top = keep[-1]
+    if y.ndim == 4:
+        kept[top] = nn.Sequential(*kept[top], nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+        return kept, int(y.shape[1])
+    return kept, int(y.flatten(1).shape[1])
+
+
+def _aux_head(spec: ModelSpec, model: nn.Module, num_classes: int) -> nn.Module | None:
+    """The auxiliary classifier with its pretrained convolutions and a new last layer for our classes."""
+    if not spec.aux:
+        return None
+    aux = model.get_submodule(spec.aux)
+    fc = aux.fc
+    aux.fc = make_head("linear", fc.in_features, num_classes)
+    return aux
+
+
+def build_network(name: str, num_classes: int, *, pretrained: bool = True, head: str = "linear",
+                  truncate_after: str = "") -> Network:
     """The backbone cut into its layer groups with a new head for `num_classes`.
 
     pretrained=False gives the same architecture with random weights: the train-from-scratch baseline.
+    `truncate_after` keeps only the groups up to that one and puts the head on its pooled output.
     """
     spec = MODELS[name]
+    keep = kept_groups(name, truncate_after)
     model = _bare(spec, pretrained)
-    return Network(_groups(spec, model), make_head(head, spec.feature_dim, num_classes), spec.feature_dim)
+    groups, dim = _groups(spec, model), spec.feature_dim
+    if len(keep) < len(groups):
+        groups, dim = _truncate(groups, keep, max(spec.min_input_size, 64))
+    aux = _aux_head(spec, model, num_classes) if spec.aux_after in keep else None
+    return Network(groups, make_head(head, dim, num_classes), dim, aux=aux,
+                   aux_after=keep.index(spec.aux_after) if aux is not None else -1, aux_weight=spec.aux_weight,
+                   aux_min_side=spec.aux_min_side)
+
+
+def weights_identity(name: str, pretrained: bool = True) -> str:
+    """Which weights a network starts from, as a cache key can hold it: torchvision's weights enum
+    member, the shipped file's content hash, or "random" (features of random weights are never cached)."""
+    spec = MODELS[name]
+    if not pretrained:
+        return "random"
+    if spec.weights is not None:
+        return f"torchvision:{spec.weights}"
+    if spec.shipped_path is not None:
+        path = Path(spec.shipped_path())
+        st = path.stat()
+        return f"file:{_file_sha256(str(path), st.st_size, st.st_mtime_ns)}"
+    return f"shipped:{name}"
+
+
+@lru_cache(maxsize=None)
+def _file_sha256(path: str, _size: int, _mtime_ns: int) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+@lru_cache(maxsize=256)
+def group_mflops(name: str, side: int, truncate_after: str = "") -> tuple[float, ...]:
+    """Forward MFLOPs per image of each kept layer group at `side` px, counted on the meta device
+    (shapes only: no memory, no compute). The progress line scales measured step times with it."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    spec = MODELS[name]
+    with torch.device("meta"):
+        model = spec.build().eval()
+        x = torch.empty(1, 3, side, side)
+    out = []
+    groups = _groups(spec, model)
+    for g in kept_groups(name, truncate_after):
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            x = groups[g](x)
+        out.append(counter.get_total_flops() / 1e6)
+    return tuple(out)
 
 
 def imagenet_network(name: str, *, pretrained: bool = True) -> Network:

@@ -73,6 +73,58 @@ class EpochEnded:
     steps_per_s: float = 0.0       # optimiser steps per second
 
 
+# Result schemas: a lab declares the fields of each kind of result row it reports, so a row is
+# checked when it is made (a typo or a tensor never reaches the store) and any page can tabulate it.
+RESULT_SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {}
+_NUMBER = (int, float)
+
+
+def register_schema(name: str, fields: dict[str, type | tuple[type, ...]]) -> str:
+    """Declare a result schema: field name -> type (float also admits int; None is never allowed)."""
+    if name in RESULT_SCHEMAS and RESULT_SCHEMAS[name] != fields:
+        raise ValueError(f"result schema {name!r} is already registered with other fields")
+    RESULT_SCHEMAS[name] = fields
+    return name
+
+
+def _admits(kind: type | tuple[type, ...], value: Any) -> bool:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if float in kinds:
+        kinds = (*kinds, int)
+    if isinstance(value, bool) and bool not in kinds:
+        return False
+    return isinstance(value, kinds)
+
+
+@dataclass(frozen=True, slots=True)
+class LabResult:
+    """One row of a lab's results (a probe's group, one arm of a comparison, ...), in a declared schema."""
+    schema: str
+    values: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        fields = RESULT_SCHEMAS.get(self.schema)
+        if fields is None:
+            raise ValueError(f"unknown result schema {self.schema!r}")
+        if set(self.values) != set(fields):
+            missing, extra = sorted(set(fields) - set(self.values)), sorted(set(self.values) - set(fields))
+            raise ValueError(f"{self.schema} result: missing {missing}, unexpected {extra}")
+        for name, kind in fields.items():
+            if not _admits(kind, self.values[name]):
+                raise ValueError(f"{self.schema} result: {name} must be {kind}, not {self.values[name]!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """A run's headline numbers ("val_acc", "target_acc", ...), what Compare tabulates for any kind."""
+    values: dict[str, float]
+
+    def __post_init__(self) -> None:
+        for name, v in self.values.items():
+            if not isinstance(name, str) or not _admits(float, v):
+                raise ValueError(f"metric {name!r} must be a number, not {v!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class RunEnded:
     status: Literal["finished", "stopped", "failed"]
@@ -80,9 +132,10 @@ class RunEnded:
     seconds: float = 0.0
 
 
-Event = Union[RunStarted, Phase, Step, Unfrozen, EpochEnded, RunEnded]
+Event = Union[RunStarted, Phase, Step, Unfrozen, EpochEnded, LabResult, Metrics, RunEnded]
 Emit = Callable[[Event], None]
-EVENT_TYPES: dict[str, type] = {t.__name__: t for t in (RunStarted, Phase, Step, Unfrozen, EpochEnded, RunEnded)}
+EVENT_TYPES: dict[str, type] = {t.__name__: t for t in (RunStarted, Phase, Step, Unfrozen, EpochEnded, LabResult,
+                                                         Metrics, RunEnded)}
 
 
 def to_dict(event: Event) -> dict[str, Any]:
@@ -104,5 +157,5 @@ def from_dict(d: dict[str, Any]) -> Event:
     for f in dataclasses.fields(cls):
         if f.name in d:
             v = d[f.name]
-            kwargs[f.name] = v if f.name == "plan" else _tuplify(v)
+            kwargs[f.name] = v if f.name in ("plan", "values") else _tuplify(v)
     return cls(**kwargs)

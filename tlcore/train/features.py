@@ -24,7 +24,7 @@ from ..models.fold import fold_batchnorm
 from ..paths import cache_dir
 from .pipeline import Preprocess
 
-FEATURE_VERSION = 2  # bump when the way features are computed changes (2: BatchNorm folded, bf16 weights)
+FEATURE_VERSION = 3  # bump when the way features are computed changes (3: content identity of data and weights)
 
 
 def _budget_bytes() -> int:
@@ -34,6 +34,21 @@ def _budget_bytes() -> int:
 def feature_key(identity: dict, cut: int) -> str:
     blob = json.dumps({**identity, "cut": cut, "v": FEATURE_VERSION}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def prefix_mode(policy: DevicePolicy) -> str:
+    """The numeric mode a frozen prefix computes in on this policy ("fp32", "bf16", ...): features
+    from one mode are not another's, so it is part of every feature key."""
+    return str(policy.amp_dtype).replace("torch.", "") if policy.amp_dtype is not None else "fp32"
+
+
+def feature_identity(*, data_fingerprint: str, model: str, weights: str, truncate_after: str, size: int,
+                     policy: DevicePolicy) -> dict:
+    """Everything that decides a frozen prefix's numbers, apart from the cut (feature_key adds it)."""
+    import torchvision
+    return {"data": data_fingerprint, "model": model, "weights": weights, "truncate_after": truncate_after,
+            "size": size, "device": policy.device.type, "mode": prefix_mode(policy),
+            "torch": torch.__version__, "torchvision": torchvision.__version__}
 
 
 class FeatureCache:

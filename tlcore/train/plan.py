@@ -29,6 +29,9 @@ MAX_IMBALANCE = 100
 
 @dataclass(frozen=True)
 class Plan:
+    # what runs: "train" (a strategy on a dataset), or a lab's kind ("probe", "dann", ...: tlcore.kinds)
+    kind: str = "train"
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)   # the kind's own settings, validated by it
     # data
     dataset: str = "digits"
     dataset_path: str = ""            # folder / zip for dataset="folder"
@@ -42,6 +45,7 @@ class Plan:
     strategy: Strategy = "feature_extractor"
     head: Head = "linear"
     top_groups: int = 1               # fine_tune_top: how many groups from the top train
+    truncate_after: str = ""          # keep the groups up to this one and put the head on its pooled output
     bn: BNPolicy = "frozen"           # frozen: BN in frozen groups stays in inference mode; train: its affine params train
     # optimisation
     epochs: int = 3
@@ -58,6 +62,7 @@ class Plan:
     # run
     seed: int = 0
     device: DeviceChoice = "auto"
+    deterministic: bool = False       # CUDA: deterministic algorithms, no cuDNN autotuning (CPU runs are anyway)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -76,6 +81,10 @@ class Plan:
         if unknown:
             raise PlanError(unknown[0], "is not a plan field")
         return cls(**d)
+
+    def option(self, name: str, default: Any = None) -> Any:
+        """One of the kind's settings (its validator has checked them)."""
+        return self.options.get(name, default)
 
     @classmethod
     def from_json(cls, text: str) -> "Plan":
@@ -98,6 +107,13 @@ class Plan:
     @property
     def uses_network(self) -> bool:
         return self.strategy != "pixel_svm"
+
+    @property
+    def kept_groups(self) -> tuple[str, ...]:
+        """The layer groups the network keeps (all, or those up to truncate_after)."""
+        from ..models import MODELS
+        names = MODELS[self.model].group_names
+        return names[:names.index(self.truncate_after) + 1] if self.truncate_after else names
 
     @property
     def discriminative_factor(self) -> float:
@@ -148,6 +164,11 @@ def _validate(p: Plan) -> None:
     if p.per_class is not None:
         _check_type(p, "per_class", (int,))
     _check_type(p, "augment", (bool,))
+    _check_type(p, "deterministic", (bool,))
+    _check_type(p, "kind", (str,))
+    _check_type(p, "truncate_after", (str,))
+    if not isinstance(p.options, dict):
+        raise PlanError("options", f"must be a JSON object of the {p.kind} kind's settings")
     _check_type(p, "dataset_path", (str,))
     _check_type(p, "dataset_name", (str,))
     if len(p.dataset_name) > 200:
@@ -167,7 +188,7 @@ def _validate(p: Plan) -> None:
     _choice(p, "device", get_args(DeviceChoice))
 
     spec = MODELS[p.model]
-    n_groups = len(spec.groups)
+    n_groups = len(p.kept_groups) if p.truncate_after in spec.group_names else len(spec.groups)
     if not 1 <= p.epochs <= 1000:
         raise PlanError("epochs", "must be between 1 and 1000")
     if not 1 <= p.batch_size <= 4096:
@@ -193,10 +214,27 @@ def _validate(p: Plan) -> None:
     if not 0 <= p.weight_decay <= 1:
         raise PlanError("weight_decay", "must be between 0 and 1")
     if p.strategy == "fine_tune_top" and not 1 <= p.top_groups <= n_groups:
-        raise PlanError("top_groups", f"{spec.title} has {n_groups} layer groups; fine-tune between 1 and {n_groups}")
+        has = f"keeps {n_groups} layer groups up to {p.truncate_after}" if n_groups < len(spec.groups) else \
+            f"has {n_groups} layer groups"
+        raise PlanError("top_groups", f"{spec.title} {has}; fine-tune between 1 and {n_groups}")
     if p.head in ("logreg", "linear_svm") and p.strategy != "feature_extractor":
         raise PlanError("head", f"a scikit-learn {p.head} head only works on frozen features (strategy feature_extractor)")
     if p.head in ("logreg", "linear_svm") and p.augment:
         raise PlanError("augment", f"the {p.head} head is fitted once on fixed features: turn augmentation off")
     if p.head in ("logreg", "linear_svm") and p.bn == "train":
         raise PlanError("bn", f"the {p.head} head trains nothing inside the network: keep BatchNorm frozen")
+    _validate_truncation(p, spec)
+    from ..kinds import kind_of
+    kind_of(p.kind).validate(p)
+
+
+def _validate_truncation(p: Plan, spec) -> None:
+    if not p.truncate_after:
+        return
+    names = spec.group_names
+    if p.truncate_after not in names:
+        raise PlanError("truncate_after", f"{spec.title} has no layer group {p.truncate_after!r}; "
+                                          f"choose one of {', '.join(names)}")
+    if p.strategy not in ("feature_extractor", "fine_tune_top"):
+        raise PlanError("truncate_after", "dropping the higher layer groups works with the feature_extractor and "
+                                          "fine_tune_top strategies")

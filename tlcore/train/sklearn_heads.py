@@ -42,3 +42,14 @@ def fit_predict(kind: str, train_x: np.ndarray, train_y: np.ndarray, val_x: np.n
     model.fit(train_x, train_y)
     scores = model.decision_function(val_x) if not hasattr(clf, "predict_proba") else model.predict_proba(val_x)
     return model.predict(val_x), np.asarray(scores, dtype=np.float32), what
+
+
+def confidence(scores: np.ndarray) -> np.ndarray:
+    """Confidence of the predicted class from predict_proba or decision scores (softmax of margins)."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim == 1:  # binary decision_function
+        s = np.stack([-s, s], axis=1)
+    if not np.allclose(s.sum(1), 1.0) or (s < 0).any():
+        s = np.exp(s - s.max(1, keepdims=True))
+        s /= s.sum(1, keepdims=True)
+    return s.max(1).astype(np.float32)

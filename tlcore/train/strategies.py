@@ -48,6 +48,8 @@ def apply_cut(net: Network, cut: int, bn_policy: str) -> None:
                         m.train()
                         m.requires_grad_(True)
     net.head.requires_grad_(True)
+    if net.aux is not None:   # Inception's auxiliary head learns with the group it taps
+        net.aux.requires_grad_(cut <= net.aux_after)
 
 
 def frozen_groups_are_fixed(plan: Plan, cut: int) -> bool:

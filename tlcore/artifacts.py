@@ -1,0 +1,53 @@
+"""What a run left behind, read back for people: the images behind a confusion-matrix cell."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .errors import TLCoreError
+
+
+class ImagesUnavailable(TLCoreError):
+    """The images behind a cell cannot be shown; the message says why, in plain words."""
+
+
+def no_predictions_reason(run) -> str:
+    """Why a run has no saved predictions (so no images behind the cells), said precisely."""
+    if run.active:
+        return ("This run is still training: its predictions, and so the images behind each cell, are saved "
+                "when it ends. Come back once it has finished.")
+    if run.status == "stopped":
+        if not run.epochs:
+            return "This run was stopped before its first epoch ended, so it has no predictions to show."
+        return "This run was stopped before it saved its predictions, so there are no images to show."
+    if run.status == "failed":
+        return "This run failed before it saved its predictions, so there are no images to show."
+    return "This run kept no predictions, so there are no images to show."
+
+
+def cell_images(run, preds: dict | None, true_class: int, pred_class: int, limit: int = 24,
+                loader: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validation images whose true class and prediction match the cell, most confident first.
+
+    The images are loaded again from the run's dataset, so first check that it still is the dataset
+    the run saw: the reloaded validation labels must equal the stored ones, image for image."""
+    from .data import load_plan_data
+    if preds is None:
+        raise ImagesUnavailable(no_predictions_reason(run))
+    try:
+        data = (loader or load_plan_data)(run.plan)
+    except TLCoreError as e:   # DownloadRequired offline, DatasetError for a moved or broken folder
+        raise ImagesUnavailable(f"The validation images cannot be loaded right now: {e}") from e
+    except Exception as e:  # noqa: BLE001 - anything else reading the data: say so, keep the page
+        raise ImagesUnavailable(f"The validation images cannot be loaded right now ({type(e).__name__}: {e}).") from e
+    true = torch.as_tensor(preds["true"]).flatten().long()
+    val_y = torch.as_tensor(data.val_y).flatten().long()
+    if val_y.shape != true.shape or not torch.equal(val_y, true) or len(data.val_x) != len(true):
+        raise ImagesUnavailable("The images are not available: the dataset has changed since this run, so "
+                                "its validation images no longer match the run's predictions.")
+    mask = (true == true_class) & (torch.as_tensor(preds["pred"]).flatten() == pred_class)
+    idx = torch.nonzero(mask).flatten()
+    conf = torch.as_tensor(preds["confidence"]).flatten()
+    idx = idx[conf[idx].argsort(descending=True)][:limit]
+    return data.val_x[idx], conf[idx]

@@ -1,0 +1,2 @@
+"""The labs: each module registers one or more plan kinds (tlcore.kinds) built from the engine's
+phases (tlcore.train.phases). Importing this package registers them all."""

@@ -1,0 +1,123 @@
+"""One exit path for every run: whatever ends it, what was done is saved and one RunEnded is emitted.
+
+A run finishes, is stopped (at any moment: decoding, a feature pass, a step, an evaluation) or
+fails. The phases do not handle any of that themselves: they raise `Stopped` (via `check_stop`)
+or `Failed`, or a real error escapes them, and `RunScope.__exit__` (like fastai's after-fit, which
+runs on cancel too) keeps what the run `keep()`-ed last, turns the cause into a status and a
+message a student can act on, and emits the run's single RunEnded.
+"""
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..errors import TLCoreError
+from .events import Emit, RunEnded
+
+
+class Stopped(Exception):
+    """A stop was requested; raised between two batches of whatever phase was running."""
+
+
+class Failed(TLCoreError):
+    """The run cannot go on, for a reason the message gives (e.g. the loss became NaN)."""
+
+
+def check_stop(should_stop: Callable[[], bool]) -> None:
+    if should_stop():
+        raise Stopped()
+
+
+@dataclass
+class Kept:
+    """What a run has to show for itself so far. Saved on every exit, so a stop during epoch 2's
+    feature pass still leaves epoch 1's predictions and model."""
+    pred: torch.Tensor | None = None          # validation predictions (CPU)
+    confidence: torch.Tensor | None = None
+    true: torch.Tensor | None = None
+    classes: tuple[str, ...] = ()
+    model: dict[str, Any] | None = None       # {"kind": "network" | "head", "state_dict": {...}}
+    extra: dict[str, Any] = field(default_factory=dict)   # more artifacts by file name (a lab's own)
+
+
+def outcome(exc: BaseException | None) -> tuple[str, str]:
+    """(status, message) for whatever ended the run."""
+    if exc is None:
+        return "finished", ""
+    if isinstance(exc, Stopped):
+        return "stopped", "stopped on request; the epochs already finished are kept"
+    if isinstance(exc, KeyboardInterrupt):
+        return "stopped", "aborted from the keyboard"
+    if isinstance(exc, TLCoreError):
+        return "failed", str(exc)
+    if _out_of_memory(exc):
+        return "failed", ("the device ran out of memory: try a smaller batch size or image size "
+                          "(or wait until another run on it has finished)")
+    return "failed", f"internal error: {type(exc).__name__}: {exc}"
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    # CUDA has its own exception type; the CPU allocator, MPS and some cuBLAS paths raise a RuntimeError.
+    text = str(e)
+    return isinstance(e, torch.cuda.OutOfMemoryError) or (
+        isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text))
+
+
+class RunScope:
+    """`with RunScope(plan, emit, artifact_dir) as scope:` around a run's phases."""
+
+    def __init__(self, plan, emit: Emit, artifact_dir: Path | str | None) -> None:
+        self.plan, self.emit = plan, emit
+        self.artifact_dir = Path(artifact_dir) if artifact_dir is not None else None
+        self.t0 = time.perf_counter()
+        self.kept = Kept()
+        self.status = ""
+
+    def keep(self, **values: Any) -> None:
+        for k, v in values.items():
+            setattr(self.kept, k, v)
+
+    def __enter__(self) -> "RunScope":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        status, message = outcome(exc)
+        if status == "failed" and message.startswith("internal error"):
+            self._write("error.txt", "".join(traceback.format_exception(exc_type, exc, tb)))
+        try:
+            save(self.artifact_dir, self.plan, self.kept)
+        except Exception as e:  # noqa: BLE001 - the run's own outcome still has to be told
+            status, message = "failed", f"{message + '; ' if message else ''}saving its results failed: {e}"
+        if status == "failed" and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.status = status
+        self.emit(RunEnded(status, message, time.perf_counter() - self.t0))
+        # Exceptions are the run's outcome, told above; KeyboardInterrupt and SystemExit still propagate.
+        return exc_type is None or issubclass(exc_type, Exception)
+
+    def _write(self, name: str, text: str) -> None:
+        if self.artifact_dir is not None:
+            self.artifact_dir.mkdir(parents=True, exist_ok=True)
+            (self.artifact_dir / name).write_text(text)
+
+
+def save(artifact_dir: Path | None, plan, kept: Kept) -> None:
+    """Write what was kept: model.pt (with the plan and the class names), predictions.pt, classes.json."""
+    if artifact_dir is None:
+        return
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    if kept.model is not None:
+        torch.save({**kept.model, "plan": plan.to_dict(), "classes": list(kept.classes)}, artifact_dir / "model.pt")
+    if kept.pred is not None:
+        torch.save({"pred": kept.pred, "confidence": kept.confidence, "true": kept.true},
+                   artifact_dir / "predictions.pt")
+    if kept.classes:
+        (artifact_dir / "classes.json").write_text(json.dumps(list(kept.classes)))
+    for name, value in kept.extra.items():
+        torch.save(value, artifact_dir / name)
