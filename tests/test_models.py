@@ -52,10 +52,12 @@ def test_layer_groups_cover_every_backbone_parameter_once_in_forward_order(name)
     head = model.get_submodule(spec.head)
     in_groups = [id(p) for g in groups.values() for p in g.parameters()]
     assert len(in_groups) == len(set(in_groups)), "a parameter sits in two groups"
-    backbone = {id(p) for p in model.parameters()} - {id(p) for p in head.parameters()}
+    aux = model.get_submodule(spec.aux) if spec.aux else torch.nn.Module()   # a separate training-time head
+    backbone = {id(p) for p in model.parameters()} - {id(p) for p in head.parameters()} - \
+        {id(p) for p in aux.parameters()}
     assert set(in_groups) == backbone
     # Forward order: running the groups then the original classifier reproduces the original model.
-    side = max(spec.min_input_size, 64)
+    side = max(spec.min_input_size, 80)
     x = torch.randn(1, 3, side, side)
     with torch.no_grad():
         y = x
@@ -135,3 +137,16 @@ def test_a_damaged_cached_checkpoint_says_so_and_names_the_file(hub_dir, monkeyp
     assert "damaged" in msg and str(ckpt) in msg and "delete" in msg
     assert "needs a download" not in msg and "\n" not in msg
 
+
+
+def test_inception_v3_trains_its_auxiliary_head_only_at_its_own_input_size():
+    from tlcore.train.phases import Source, forward_train, prepare
+    from tlcore.train.plan import Plan
+
+    net = build_network("inception_v3", 3, pretrained=False).train()
+    assert net.aux is not None and net.aux.fc.out_features == 3 and net.group_names[net.aux_after] == "mixed6"
+    for side, has_aux in ((299, True), (96, False)):
+        p = prepare(Plan(model="inception_v3", image_size=side, strategy="scratch", epochs=1, per_class=2), lambda e: None)
+        x = torch.randint(0, 255, (2, 3, side, side), dtype=torch.uint8)
+        logits, aux = forward_train(net, Source(0, x, x, False), torch.arange(2), p, torch.Generator())
+        assert logits.shape == (2, 3) and (aux is not None) == has_aux

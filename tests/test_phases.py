@@ -234,3 +234,17 @@ def test_run_started_says_what_the_progress_line_needs():
     assert all(b.elapsed >= a.elapsed for a, b in zip(steps, steps[1:]))
     first = of(events, EpochEnded)[0]
     assert first.feature_seconds > 0 and first.feature_images_per_s > 0 and first.steps_per_s > 0
+
+
+def test_the_similarity_probe_is_a_run_of_its_own_kind_through_the_queue(tmp_path):
+    from tlcore.jobs import JobRunner
+    from tlcore.runs import RunStore
+
+    runner = JobRunner(RunStore(tmp_path), max_concurrent=1)
+    run_id = runner.submit(Plan(kind="similarity", image_size=32, per_class=20), owner="me")
+    assert runner.wait(run_id, 300) == "finished"
+    run = runner.store.load(run_id)
+    [row] = run.results
+    assert row.schema == "similarity" and row.values["samples"] == 200
+    assert run.metrics["cnn_accuracy"] > 0.3 and run.metrics["pixel_accuracy"] > 0.3   # chance is 0.1
+    runner.shutdown()

@@ -96,6 +96,20 @@ class Run:
         return self._of(ev.Phase)
 
     @property
+    def results(self) -> list[ev.LabResult]:
+        """A lab's result rows, in the order it reported them."""
+        return self._of(ev.LabResult)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The run's headline numbers: a lab's Metrics, or a training run's last epoch."""
+        m = self._of(ev.Metrics)
+        if m:
+            return dict(m[-1].values)
+        last = self.last_epoch
+        return {"val_acc": last.val_acc, "macro_f1": last.macro_f1} if last else {}
+
+    @property
     def ended(self) -> ev.RunEnded | None:
         e = self._of(ev.RunEnded)
         return e[-1] if e else None
@@ -186,6 +200,8 @@ class RunStore:
             elif isinstance(event, ev.EpochEnded):
                 c.execute("UPDATE runs SET val_acc=?, macro_f1=?, epochs_done=epochs_done+1 WHERE id=?",
                           (event.val_acc, event.macro_f1, run_id))
+            elif isinstance(event, ev.Metrics) and "val_acc" in event.values:
+                c.execute("UPDATE runs SET val_acc=? WHERE id=?", (event.values["val_acc"], run_id))
             elif isinstance(event, ev.RunEnded):
                 c.execute("UPDATE runs SET status=?, message=?, ended=?, seconds=? WHERE id=?",
                           (event.status, event.message, time.time(), event.seconds, run_id))

@@ -17,12 +17,11 @@ import numpy as np
 import torch
 
 from ..models.base import Network
-from ..models.build import group_mflops
 from . import rng, sklearn_heads
-from .events import Emit, Phase, RunStarted, Unfrozen
+from .events import Emit, Phase, Unfrozen
 from .features import FeatureCache, default_cache
-from .phases import (Clock, Evaluation, Prepared, build, epoch_event, evaluate, make_optimiser, prepare,
-                     snapshot, source_at, train_epoch)
+from .phases import (Clock, Evaluation, Prepared, build, epoch_event, evaluate, make_optimiser, param_counts,
+                     prepare, snapshot, source_at, started, train_epoch)
 from .plan import Plan
 from .scope import RunScope
 from .strategies import apply_cut, cut_schedule, steps_per_epoch
@@ -52,25 +51,6 @@ def train(plan: Plan, emit: Emit, should_stop: Callable[[], bool] = _never, arti
         else:
             _fit(net, prepared, scope, cache, emit, should_stop)
     return net if scope.status == "finished" else None
-
-
-def started(prepared: Prepared, net: Network | None, cuts: tuple[int, ...], trainable: int, frozen: int
-            ) -> RunStarted:
-    plan, d = prepared.plan, prepared.data
-    groups = net.group_names if net is not None else ()
-    n_train = int(d.train_y.numel())
-    return RunStarted(plan.to_dict(), prepared.policy.name, trainable, frozen, groups, n_train, int(d.val_y.numel()),
-                      tuple(d.classes), dataset_name=prepared.dataset_name, cuts=cuts,
-                      steps_per_epoch=steps_per_epoch(n_train, plan.batch_size) if cuts else 0,
-                      group_mflops=group_mflops(plan.model, prepared.size, plan.truncate_after) if net else ())
-
-
-def param_counts(net: Network, lowest_cut: int) -> tuple[int, int]:
-    """(trainable, frozen) parameters over the run: groups from the lowest cut up train, with the head."""
-    per_group = [sum(p.numel() for p in g.parameters()) for g in net.groups.values()]
-    head = sum(p.numel() for p in net.head.parameters())
-    aux = sum(p.numel() for p in net.aux.parameters()) if net.aux is not None and lowest_cut <= net.aux_after else 0
-    return sum(per_group[lowest_cut:]) + head + aux, sum(per_group[:lowest_cut])
 
 
 def _fit(net: Network, p: Prepared, scope: RunScope, cache: FeatureCache, emit: Emit,

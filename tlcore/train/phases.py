@@ -30,9 +30,9 @@ from ..device import DevicePolicy, pick
 from ..metrics import confusion_matrix, report
 from ..models import MODELS, ModelSpec, build_network
 from ..models.base import Network
-from ..models.build import weights_identity
+from ..models.build import group_mflops, weights_identity
 from . import rng
-from .events import Emit, EpochEnded, Phase, Step
+from .events import Emit, EpochEnded, Phase, RunStarted, Step
 from .features import FeatureCache, FrozenPrefix, compute_prefix, feature_identity, feature_key, prefix_numel
 from .pipeline import Preprocess
 from .plan import Plan
@@ -365,6 +365,26 @@ def _val_logits(net: Network, src: Source, sl: slice, prepared: Prepared) -> tor
 
 
 # --- reporting and keeping -------------------------------------------------------------------------
+def started(prepared: Prepared, net: Network | None, cuts: tuple[int, ...] = (), trainable: int = 0,
+            frozen: int = 0) -> RunStarted:
+    """The run's first event: what it trains on, where, and (for a network) its groups and schedule."""
+    plan, d = prepared.plan, prepared.data
+    groups = net.group_names if net is not None else ()
+    n_train = int(d.train_y.numel())
+    return RunStarted(plan.to_dict(), prepared.policy.name, trainable, frozen, groups, n_train, int(d.val_y.numel()),
+                      tuple(d.classes), dataset_name=prepared.dataset_name, cuts=cuts,
+                      steps_per_epoch=steps_per_epoch_for(n_train, plan.batch_size) if cuts else 0,
+                      group_mflops=group_mflops(plan.model, prepared.size, plan.truncate_after) if net else ())
+
+
+def param_counts(net: Network, lowest_cut: int) -> tuple[int, int]:
+    """(trainable, frozen) parameters over the run: groups from the lowest cut up train, with the head."""
+    per_group = [sum(p.numel() for p in g.parameters()) for g in net.groups.values()]
+    head = sum(p.numel() for p in net.head.parameters())
+    aux = sum(p.numel() for p in net.aux.parameters()) if net.aux is not None and lowest_cut <= net.aux_after else 0
+    return sum(per_group[lowest_cut:]) + head + aux, sum(per_group[:lowest_cut])
+
+
 def epoch_event(epoch: int, stats: EpochStats, ev: Evaluation, src: Source, prepared: Prepared,
                 trainable: tuple[str, ...], seconds: float, fresh_features: bool) -> EpochEnded:
     """The epoch's numbers. `fresh_features`: this epoch paid for the prefix's pass (its first at a cut)."""
