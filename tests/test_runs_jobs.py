@@ -2,42 +2,29 @@
 from __future__ import annotations
 
 import logging
-import socket
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
 
 import pytest
 
-import tlcore.jobs
+import tlcore.jobs.backends
+import tlcore.jobs.runner
+from fakes import fake_train
 from tlcore.errors import PlanError
 from tlcore.data import load_dataset
-from tlcore.jobs import JobRunner, Limits
+from tlcore.jobs import JobRunner, Limits, QueueFull
 from tlcore.runs import RunNotFound, RunStore
-from tlcore.train.events import EpochEnded, Phase, RunEnded, RunStarted, Step
+from tlcore.train.events import Phase, RunEnded, RunStarted, Step
 from tlcore.train.plan import Plan
 
 PLAN = Plan(epochs=2)
 
 
-def _epoch(i: int, acc: float) -> EpochEnded:
-    return EpochEnded(i, 1.0, 1.1, acc, ((3, 1), (0, 4)), (1.0, 0.8), (0.75, 1.0), (0.86, 0.89), 0.87, ("top",),
-                      1.5, 100.0)
-
-
-def fake_train(plan, emit, should_stop, artifact_dir, gate: threading.Event | None = None):
-    emit(RunStarted(plan.to_dict(), "cpu", 10, 90, ("stem", "top"), 8, 8, ("a", "b")))
-    for epoch in range(plan.epochs):
-        if gate is not None:
-            gate.wait(10)
-        if should_stop():
-            emit(RunEnded("stopped", "stopped on request"))
-            return
-        emit(Step(epoch, epoch, plan.epochs, 1, 0.5, (0.0, 1e-3), 50.0))
-        emit(_epoch(epoch, 0.5 + 0.1 * epoch))
-    emit(RunEnded("finished", "", 3.0))
+def Runner(store, **kw) -> JobRunner:
+    """Queue semantics are the same on every backend; threads let these tests use closures as runs."""
+    return JobRunner(store, backend="thread", **kw)
 
 
 def _until(condition, timeout: float = 10) -> None:
@@ -97,63 +84,60 @@ def _running_run(store: RunStore) -> str:
     return run_id
 
 
-def _set_owner(store: RunStore, run_id: str, **cols) -> None:
-    with sqlite3.connect(store.db) as c:
-        for name, value in cols.items():
-            c.execute(f"UPDATE runs SET {name}=? WHERE id=?", (value, run_id))
+def _age_heartbeat(store: RunStore, run_id: str, seconds: float) -> None:
+    """Make a run's holder look silent for `seconds` (as if it had been killed that long ago)."""
+    from sqlalchemy import update
+
+    from tlcore.store import db_now
+    from tlcore.store.schema import runs
+    with store.db.write() as c:
+        c.execute(update(runs).where(runs.c.id == run_id).values(heartbeat=db_now() - seconds))
 
 
-def _dead_pid() -> int:
-    p = subprocess.Popen([sys.executable, "-c", "pass"])
-    p.wait()
-    return p.pid
+def test_a_run_whose_holder_fell_silent_is_ended_as_interrupted_once(tmp_path):
+    store = RunStore(tmp_path)
+    silent, alive = _running_run(store), _running_run(store)
+    _age_heartbeat(store, silent, 120)
+    other = RunStore(tmp_path)          # a second server on the same store sweeps too
+    ended = store.sweep(60) + other.sweep(60)
+    assert ended == [silent]
+    run = store.load(silent)
+    assert run.status == "failed" and run.message.startswith("interrupted")
+    assert len([e for e in run.events if isinstance(e, RunEnded)]) == 1
+    assert store.status(alive) == "running"
+    assert not store.append(silent, RunEnded("finished"))   # a late worker cannot end it a second time
 
 
-def test_runs_left_running_by_a_dead_server_become_failed(tmp_path):
+def test_a_new_runner_ends_what_a_killed_server_left_behind(tmp_path):
     store = RunStore(tmp_path)
     run_id = _running_run(store)
-    _set_owner(store, run_id, pid=_dead_pid())
-    JobRunner(RunStore(tmp_path), train_fn=fake_train)
-    run = store.load(run_id)
-    assert run.status == "failed" and "restarted" in run.message
-
-
-def test_a_new_runner_leaves_the_runs_of_live_processes_and_other_hosts_alone(tmp_path):
-    # A CLI run (or another server) sharing the store is still training while a server starts.
-    store = RunStore(tmp_path)
-    ours, elsewhere = _running_run(store), _running_run(store)
-    _set_owner(store, elsewhere, host=socket.gethostname() + "-other", pid=_dead_pid())
-    JobRunner(RunStore(tmp_path), train_fn=fake_train)
-    assert store.status(ours) == "running" and store.status(elsewhere) == "running"
-
-
-def test_a_restarted_server_with_its_old_pid_still_fails_its_old_runs(tmp_path):
-    # In a container the server is pid 1 after every restart: the pid alone cannot tell.
-    store = RunStore(tmp_path)
-    run_id = _running_run(store)
-    _set_owner(store, run_id, process="a-process-that-has-ended")
-    JobRunner(RunStore(tmp_path), train_fn=fake_train)
+    _age_heartbeat(store, run_id, 3600)
+    Runner(RunStore(tmp_path), train_fn=fake_train).shutdown()
     assert store.status(run_id) == "failed"
 
 
-def test_an_old_store_gains_the_owner_columns_and_its_unowned_runs_fail(tmp_path):
-    with sqlite3.connect(tmp_path / "runs.sqlite") as c:  # the schema before runs recorded their process
+def test_an_old_store_is_migrated_and_keeps_its_runs(tmp_path):
+    with sqlite3.connect(tmp_path / "runs.sqlite") as c:  # the schema before migrations and heartbeats
         c.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, created REAL NOT NULL, owner TEXT NOT NULL DEFAULT '', "
                   "label TEXT NOT NULL DEFAULT '', plan_json TEXT NOT NULL, status TEXT NOT NULL, message TEXT NOT "
                   "NULL DEFAULT '', ended REAL, val_acc REAL, macro_f1 REAL, seconds REAL, trainable_params "
                   "INTEGER, epochs_done INTEGER NOT NULL DEFAULT 0)")
+        c.execute("CREATE TABLE events (run_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, "
+                  "json TEXT NOT NULL, PRIMARY KEY (run_id, seq))")
+        c.execute("INSERT INTO runs (id, created, plan_json, status, val_acc) VALUES ('done', 0, ?, 'finished', 0.9)",
+                  (PLAN.to_json(),))
         c.execute("INSERT INTO runs (id, created, plan_json, status) VALUES ('old', 0, ?, 'running')",
                   (PLAN.to_json(),))
     store = RunStore(tmp_path)
-    live = _running_run(store)
-    JobRunner(store, train_fn=fake_train)
-    assert store.status("old") == "failed" and store.status(live) == "running"
+    assert [(r.id, r.val_acc) for r in store.list() if r.id == "done"] == [("done", 0.9)]
+    assert store.sweep() == ["old"]          # no heartbeat at all: nobody holds it
+    assert store.status("old") == "failed"
 
 
 def test_second_run_waits_in_the_queue_and_reports_its_position(tmp_path):
     gate = threading.Event()
-    runner = JobRunner(RunStore(tmp_path), max_concurrent=1,
-                       train_fn=lambda *a: fake_train(*a, gate=gate))
+    runner = Runner(RunStore(tmp_path), max_concurrent=1,
+                    train_fn=lambda *a: fake_train(*a, gate=gate))
     first, second = runner.submit(PLAN), runner.submit(PLAN)
     _until(lambda: runner.running() == [first])
     assert runner.position(second) == 1 and runner.position(first) is None
@@ -165,7 +149,7 @@ def test_second_run_waits_in_the_queue_and_reports_its_position(tmp_path):
 
 def test_stop_ends_queued_and_running_runs_as_stopped(tmp_path):
     gate = threading.Event()
-    runner = JobRunner(RunStore(tmp_path), max_concurrent=1, train_fn=lambda *a: fake_train(*a, gate=gate))
+    runner = Runner(RunStore(tmp_path), max_concurrent=1, train_fn=lambda *a: fake_train(*a, gate=gate))
     running, queued = runner.submit(PLAN, owner="me"), runner.submit(PLAN, owner="me")
     runner.stop(queued, owner="me")
     runner.stop(running, owner="me")
@@ -177,7 +161,7 @@ def test_stop_ends_queued_and_running_runs_as_stopped(tmp_path):
 
 def test_stopping_a_queued_run_wakes_whoever_waits_for_it(tmp_path):
     gate = threading.Event()
-    runner = JobRunner(RunStore(tmp_path), max_concurrent=1, train_fn=lambda *a: fake_train(*a, gate=gate))
+    runner = Runner(RunStore(tmp_path), max_concurrent=1, train_fn=lambda *a: fake_train(*a, gate=gate))
     running, queued = runner.submit(PLAN, owner="me"), runner.submit(PLAN, owner="me")
     seen: list[str] = []
     waiter = threading.Thread(target=lambda: seen.append(runner.wait(queued, 20)), daemon=True)
@@ -191,10 +175,10 @@ def test_stopping_a_queued_run_wakes_whoever_waits_for_it(tmp_path):
 
 
 def test_each_device_has_its_own_queue_and_limit(tmp_path, monkeypatch):
-    monkeypatch.setattr(tlcore.jobs, "auto_device_type", lambda: "cuda")
+    monkeypatch.setattr(tlcore.jobs.runner, "auto_device_type", lambda: "cuda")
     gates = {"cuda": threading.Event(), "cpu": threading.Event()}
-    runner = JobRunner(RunStore(tmp_path), max_concurrent=1,
-                       train_fn=lambda plan, *a: fake_train(plan, *a, gate=gates[tlcore.jobs._device_of(plan)]))
+    runner = Runner(RunStore(tmp_path), max_concurrent=1,
+                    train_fn=lambda plan, *a: fake_train(plan, *a, gate=gates[tlcore.jobs.runner.device_of(plan)]))
     gpu = runner.submit(Plan(epochs=2, device="cuda"))
     auto = runner.submit(PLAN)  # "auto" trains on the GPU here, so it queues behind it
     cpu, cpu2 = runner.submit(Plan(epochs=2, device="cpu")), runner.submit(Plan(epochs=2, device="cpu"))
@@ -221,7 +205,7 @@ def test_a_run_whose_failure_cannot_be_written_does_not_stall_the_queue(tmp_path
     def crash(*a):
         raise RuntimeError("boom")
     store.append = locked_once
-    runner = JobRunner(store, max_concurrent=1, train_fn=crash)
+    runner = Runner(store, max_concurrent=1, train_fn=crash)
     with caplog.at_level(logging.ERROR, logger="tlcore.jobs"):
         first = runner.submit(PLAN)
         assert runner.wait(first, 10) == "failed"
@@ -239,8 +223,8 @@ def test_a_worker_that_dies_is_replaced(tmp_path, monkeypatch):
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("the allocator broke")
-    monkeypatch.setattr(tlcore.jobs, "_release_memory", release_fails_once)
-    runner = JobRunner(RunStore(tmp_path), max_concurrent=1, train_fn=fake_train)
+    monkeypatch.setattr(tlcore.jobs.backends, "release_memory", release_fails_once)
+    runner = Runner(RunStore(tmp_path), max_concurrent=1, train_fn=fake_train)
     assert runner.wait(runner.submit(PLAN), 10) == "finished"
     assert runner.wait(runner.submit(PLAN), 10) == "finished"
     runner.shutdown()
@@ -252,7 +236,7 @@ def test_a_worker_that_dies_is_replaced(tmp_path, monkeypatch):
 def test_a_crashing_run_fails_with_its_message_and_the_worker_survives(tmp_path):
     def crash(*a):
         raise RuntimeError("boom")
-    runner = JobRunner(RunStore(tmp_path), train_fn=crash)
+    runner = Runner(RunStore(tmp_path), train_fn=crash)
     run_id = runner.submit(PLAN)
     assert runner.wait(run_id, 30) == "failed"
     assert "boom" in runner.store.load(run_id).message
@@ -262,7 +246,7 @@ def test_a_crashing_run_fails_with_its_message_and_the_worker_survives(tmp_path)
 
 
 def test_host_limits_refuse_plans_naming_the_field(tmp_path):
-    runner = JobRunner(RunStore(tmp_path), train_fn=fake_train, limits=Limits(max_epochs=5, max_train_images=100))
+    runner = Runner(RunStore(tmp_path), train_fn=fake_train, limits=Limits(max_epochs=5, max_train_images=100))
     with pytest.raises(PlanError) as err:
         runner.submit(Plan(epochs=6, per_class=5))
     assert err.value.field == "epochs"
@@ -275,7 +259,7 @@ def test_host_limits_refuse_plans_naming_the_field(tmp_path):
 
 
 def test_host_image_limit_counts_the_real_dataset_so_the_default_passes_when_it_fits(tmp_path):
-    runner = JobRunner(RunStore(tmp_path), train_fn=fake_train, limits=Limits(max_train_images=2000))
+    runner = Runner(RunStore(tmp_path), train_fn=fake_train, limits=Limits(max_train_images=2000))
     assert runner.wait(runner.submit(Plan(epochs=1)), 30) == "finished"   # digits: about 1,440 <= 2,000
     runner.shutdown()
 
@@ -284,7 +268,7 @@ def test_only_the_owner_can_stop_delete_or_rename_a_run(tmp_path):
     from tlcore.errors import NotOwner
 
     gate = threading.Event()
-    runner = JobRunner(RunStore(tmp_path), max_concurrent=1, train_fn=lambda *a: fake_train(*a, gate=gate))
+    runner = Runner(RunStore(tmp_path), max_concurrent=1, train_fn=lambda *a: fake_train(*a, gate=gate))
     run_id = runner.submit(PLAN, owner="alice")
     for action in (lambda: runner.stop(run_id, owner="mallory"), lambda: runner.stop(run_id, owner=""),
                    lambda: runner.store.delete(run_id, owner="mallory"),

@@ -23,6 +23,8 @@ def _plan_options(parser: argparse.ArgumentParser) -> None:
 
     hints = typing.get_type_hints(Plan)
     for f in dataclasses.fields(Plan):
+        if f.name in ("kind", "options"):   # each subcommand is one kind; labs take their own options
+            continue
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
         choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
@@ -105,8 +107,8 @@ def _ctrl_c_stops(stop: threading.Event, stream=sys.stderr):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .jobs.worker import Heartbeat
     from .runs import RunStore
-    from .train.events import RunEnded
     from .train.loop import train
     from .train.plan import Plan, default_image_size
 
@@ -125,10 +127,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     try:
-        with _ctrl_c_stops(stop):
+        # The heartbeat tells servers sharing the store that this run lives; a `kill -9` stops it and
+        # the next sweep ends the run as interrupted instead of leaving it "running" for ever.
+        with _ctrl_c_stops(stop), Heartbeat(store, run_id):
             train(plan, sink, stop.is_set, artifact_dir=store.artifact_dir(run_id))
-    except KeyboardInterrupt:
-        store.append(run_id, RunEnded("stopped", "aborted from the keyboard"))
+    except KeyboardInterrupt:   # a second Ctrl-C: the run has already recorded that it was aborted
         print("\nerror: aborted from the keyboard", file=sys.stderr)
         return 130
     run = store.load(run_id)
@@ -163,7 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_table(model_rows()))
         elif args.command == "runs":
             from .runs import RunStore
-            print(_table([dataclasses.asdict(s) for s in RunStore().list()]))
+            store = RunStore()
+            store.sweep()   # runs whose process was killed show as interrupted, not running
+            print(_table([dataclasses.asdict(s) for s in store.list()]))
         elif args.command == "train":
             return _cmd_train(args)
     except TLCoreError as e:

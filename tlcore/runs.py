@@ -1,5 +1,12 @@
-"""The persistent run store: SQLite (WAL, safe for many readers and one writer per run) plus an
-artifacts folder per run. The UI reads runs from here, never from a job object."""
+"""The persistent run store: runs and their events in a database (SQLite under TLCORE_HOME by
+default, PostgreSQL when TLCORE_STORE_URL names one), artifacts in a folder per run that every worker
+can reach (TLCORE_ARTIFACTS_DIR). The UI reads runs from here, never from a job object.
+
+Liveness: whoever holds an active run renews its heartbeat on the database's clock (the server
+while it waits in a queue, the worker while it trains); `sweep()` ends the runs whose heartbeat is
+older than a grace period as interrupted, with one UPDATE, so two servers sweeping at once end each
+run once. An ended run takes no more events: it has exactly one RunEnded.
+"""
 from __future__ import annotations
 
 import json
@@ -7,37 +14,33 @@ import os
 import secrets
 import shutil
 import socket
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+
 from .errors import NotOwner, TLCoreError
 from .paths import home_dir
+from .store import db_now, open_database
+from .store.schema import events as events_t, runs as runs_t
 from .train import events as ev
 from .train.plan import Plan
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, created REAL NOT NULL, owner TEXT NOT NULL DEFAULT '', label TEXT NOT NULL DEFAULT '',
-    plan_json TEXT NOT NULL, status TEXT NOT NULL, message TEXT NOT NULL DEFAULT '', ended REAL,
-    val_acc REAL, macro_f1 REAL, seconds REAL, trainable_params INTEGER, epochs_done INTEGER NOT NULL DEFAULT 0,
-    host TEXT, pid INTEGER, process TEXT);
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, json TEXT NOT NULL, PRIMARY KEY (run_id, seq));
-"""
-# Columns newer than the first stores: databases made before them gain them on open (NULL in old rows).
-_ADDED_COLUMNS = (("host", "TEXT"), ("pid", "INTEGER"), ("process", "TEXT"))
 ACTIVE = ("queued", "running")
+HEARTBEAT_S = 2.0              # how often a holder renews a run's heartbeat
+DEFAULT_GRACE_S = 60.0         # a heartbeat older than this means the holder is gone
 
-# Which process owns a run, so a starting server fails only the runs of dead processes. `process` is
-# random per process because a pid can come back: a server restarted in a container is pid 1 again.
+# Which process created a run: shown to people and kept for diagnosis (liveness is the heartbeat's job).
 _HOST = socket.gethostname()
 _PROCESS = secrets.token_hex(8)
+INTERRUPTED = "interrupted: the process running it stopped (killed, crashed or restarted) before it finished"
 
 
+def grace_seconds() -> float:
+    v = os.environ.get("TLCORE_HEARTBEAT_GRACE_S")
+    return float(v) if v else DEFAULT_GRACE_S
 class RunNotFound(TLCoreError, KeyError):
     def __str__(self) -> str:
         return f"no run with id {self.args[0]!r}"
@@ -58,6 +61,8 @@ class RunSummary:
     seconds: float | None
     trainable_params: int | None
     message: str = ""
+    kind: str = "train"
+    dataset_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,36 +129,33 @@ class Run:
         return self.status in ACTIVE
 
     @property
+    def dataset_title(self) -> str:
+        """What people call the run's data: the name it started with, an upload's name, or the registry key."""
+        s = self.started
+        return (s.dataset_name if s is not None and s.dataset_name else "") or self.plan.dataset_name or self.plan.dataset
+
+    @property
     def name(self) -> str:
         """What people call this run: its label, or strategy · model · dataset."""
-        return self.label or f"{self.plan.strategy} · {self.plan.model} · {self.plan.dataset} ({self.id[-4:]})"
+        return self.label or f"{self.plan.strategy} · {self.plan.model} · {self.dataset_title} ({self.id[-4:]})"
 
 
 class RunStore:
-    def __init__(self, root: Path | str | None = None) -> None:
+    def __init__(self, root: Path | str | None = None, *, url: str | None = None) -> None:
         self.root = Path(root) if root is not None else home_dir()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.db = self.root / "runs.sqlite"
-        self._local = threading.local()
-        with self._conn() as c:
-            c.executescript(_SCHEMA)
-            _migrate(c)
+        self.url = url or os.environ.get("TLCORE_STORE_URL") or f"sqlite:///{self.root / 'runs.sqlite'}"
+        self.db = open_database(self.url)
+        artifacts = os.environ.get("TLCORE_ARTIFACTS_DIR")
+        self.artifacts_root = Path(artifacts) if artifacts else self.root / "artifacts"
 
-    # One connection per thread: sqlite3 connections must not cross threads; WAL lets readers run
-    # while a run writes, busy_timeout absorbs the brief writer lock.
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.db, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-        return conn
+    @property
+    def spec(self) -> tuple[str, str]:
+        """(root, url): what another process needs to open this same store."""
+        return str(self.root), self.url
 
     def artifact_dir(self, run_id: str) -> Path:
-        return self.root / "artifacts" / run_id
-
+        return self.artifacts_root / run_id
     # --- artifacts: pages ask the store, never open a run's files by name ---------------------------
     def artifact(self, run_id: str, name: str) -> Any | None:
         """A saved artifact (torch.load, tensors and plain values only), or None when the run has none."""
@@ -180,36 +182,38 @@ class RunStore:
 
     def create(self, plan: Plan, *, owner: str = "", label: str = "") -> str:
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
-        self._conn().execute("INSERT INTO runs (id, created, owner, label, plan_json, status, host, pid, process) "
-                             "VALUES (?,?,?,?,?,?,?,?,?)", (run_id, time.time(), owner, label, plan.to_json(),
-                                                            "queued", _HOST, os.getpid(), _PROCESS))
+        with self.db.write() as c:
+            c.execute(insert(runs_t).values(
+                id=run_id, created=time.time(), owner=owner, label=label[:200], kind=plan.kind, plan_json=plan.to_json(),
+                status="queued", message="", host=_HOST, pid=os.getpid(), process=_PROCESS, heartbeat=db_now(),
+                stop_requested=False))
         d = self.artifact_dir(run_id)
         d.mkdir(parents=True, exist_ok=True)
         (d / "plan.json").write_text(plan.to_json())
         return run_id
 
-    def append(self, run_id: str, event: ev.Event) -> None:
-        c = self._conn()
+    def append(self, run_id: str, event: ev.Event) -> bool:
+        """Record an event; False (and nothing written) when the run has already ended, so a run has
+        exactly one RunEnded even when a sweep and a late worker both try to end it."""
         data = ev.to_dict(event)
-        with _transaction(c):
-            seq = c.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM events WHERE run_id=?", (run_id,)).fetchone()[0]
-            c.execute("INSERT INTO events VALUES (?,?,?,?)", (run_id, seq, data["type"], json.dumps(data)))
-            if isinstance(event, ev.RunStarted):
-                c.execute("UPDATE runs SET status='running', trainable_params=? WHERE id=?",
-                          (event.trainable_params, run_id))
-            elif isinstance(event, ev.EpochEnded):
-                c.execute("UPDATE runs SET val_acc=?, macro_f1=?, epochs_done=epochs_done+1 WHERE id=?",
-                          (event.val_acc, event.macro_f1, run_id))
-            elif isinstance(event, ev.Metrics) and "val_acc" in event.values:
-                c.execute("UPDATE runs SET val_acc=? WHERE id=?", (event.values["val_acc"], run_id))
-            elif isinstance(event, ev.RunEnded):
-                c.execute("UPDATE runs SET status=?, message=?, ended=?, seconds=? WHERE id=?",
-                          (event.status, event.message, time.time(), event.seconds, run_id))
+        with self.db.write() as c:
+            self.db.lock_row(c, run_id)
+            status = c.execute(select(runs_t.c.status).where(runs_t.c.id == run_id)).scalar()
+            if status is None:
+                raise RunNotFound(run_id)
+            if status not in ACTIVE:
+                return False
+            seq = c.execute(select(func.coalesce(func.max(events_t.c.seq), -1) + 1)
+                            .where(events_t.c.run_id == run_id)).scalar()
+            c.execute(insert(events_t).values(run_id=run_id, seq=seq, type=data["type"], json=json.dumps(data)))
+            changes = _row_changes(event)
+            if changes:
+                c.execute(update(runs_t).where(runs_t.c.id == run_id).values(**changes))
+        return True
 
-    def _row(self, run_id: str) -> sqlite3.Row:
-        c = self._conn()
-        c.row_factory = sqlite3.Row
-        row = c.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+    def _row(self, run_id: str):
+        with self.db.read() as c:
+            row = c.execute(select(runs_t).where(runs_t.c.id == run_id)).mappings().first()
         if row is None:
             raise RunNotFound(run_id)
         return row
@@ -219,17 +223,21 @@ class RunStore:
 
     def load(self, run_id: str, *, with_steps: bool = True) -> Run:
         row = self._row(run_id)
-        q = "SELECT json FROM events WHERE run_id=? " + ("" if with_steps else "AND type != 'Step' ") + "ORDER BY seq"
-        events = tuple(ev.from_dict(json.loads(j)) for (j,) in self._conn().execute(q, (run_id,)))
+        q = select(events_t.c.json).where(events_t.c.run_id == run_id)
+        if not with_steps:
+            q = q.where(events_t.c.type != "Step")
+        with self.db.read() as c:
+            events = tuple(ev.from_dict(json.loads(j)) for (j,) in c.execute(q.order_by(events_t.c.seq)))
         return Run(row["id"], row["created"], row["owner"], row["label"], Plan.from_json(row["plan_json"]),
                    row["status"], row["message"], events)
 
     def events_since(self, run_id: str, seq: int = -1) -> list[tuple[int, ev.Event]]:
         """(seq, event) for every event after `seq`, in order: a watching page keeps the last seq it
         saw and asks only for what is new, instead of reloading the whole run every second."""
-        rows = self._conn().execute("SELECT seq, json FROM events WHERE run_id=? AND seq>? ORDER BY seq",
-                                    (run_id, seq))
-        return [(s, ev.from_dict(json.loads(j))) for s, j in rows]
+        q = (select(events_t.c.seq, events_t.c.json).where(and_(events_t.c.run_id == run_id, events_t.c.seq > seq))
+             .order_by(events_t.c.seq))
+        with self.db.read() as c:
+            return [(s, ev.from_dict(json.loads(j))) for s, j in c.execute(q)]
 
     def check_owner(self, run_id: str, owner: str, action: str) -> None:
         """Raise NotOwner unless `owner` owns the run: a run id alone never lets anyone change a run."""
@@ -238,27 +246,30 @@ class RunStore:
 
     def rename(self, run_id: str, label: str, *, owner: str) -> None:
         self.check_owner(run_id, owner, "rename")
-        self._conn().execute("UPDATE runs SET label=? WHERE id=?", (label.strip()[:200], run_id))
+        with self.db.write() as c:
+            c.execute(update(runs_t).where(runs_t.c.id == run_id).values(label=label.strip()[:200]))
 
     def list(self, owner: str | None = None, limit: int = 200) -> list[RunSummary]:
-        c = self._conn()
-        c.row_factory = sqlite3.Row
-        where, args = ("WHERE owner=?", (owner,)) if owner is not None else ("", ())
-        rows = c.execute(f"SELECT * FROM runs {where} ORDER BY created DESC, id DESC LIMIT ?", (*args, limit))
+        q = select(runs_t)
+        if owner is not None:
+            q = q.where(runs_t.c.owner == owner)
+        q = q.order_by(runs_t.c.created.desc(), runs_t.c.id.desc()).limit(limit)
+        with self.db.read() as c:
+            rows = c.execute(q).mappings().all()
         out = []
         for r in rows:
             plan = json.loads(r["plan_json"])
-            out.append(RunSummary(r["id"], r["created"], r["owner"], r["label"], plan["strategy"], plan["model"],
-                                  plan["dataset"], r["status"], r["val_acc"], r["macro_f1"], r["seconds"],
-                                  r["trainable_params"], r["message"]))
+            out.append(RunSummary(r["id"], r["created"], r["owner"], r["label"], plan.get("strategy", ""),
+                                  plan.get("model", ""), plan.get("dataset", ""), r["status"], r["val_acc"],
+                                  r["macro_f1"], r["seconds"], r["trainable_params"], r["message"],
+                                  kind=r["kind"], dataset_name=plan.get("dataset_name", "")))
         return out
 
     def delete(self, run_id: str, *, owner: str) -> None:
         self.check_owner(run_id, owner, "delete")
-        c = self._conn()
-        with _transaction(c):
-            c.execute("DELETE FROM events WHERE run_id=?", (run_id,))
-            c.execute("DELETE FROM runs WHERE id=?", (run_id,))
+        with self.db.write() as c:
+            c.execute(delete(events_t).where(events_t.c.run_id == run_id))
+            c.execute(delete(runs_t).where(runs_t.c.id == run_id))
         shutil.rmtree(self.artifact_dir(run_id), ignore_errors=True)
 
     def compare(self, ids: list[str]) -> list[dict]:
@@ -266,59 +277,70 @@ class RunStore:
         for run_id in ids:
             r = self.load(run_id, with_steps=False)
             last, started = r.last_epoch, r.started
-            rows.append({"run": r.name, "id": r.id, "strategy": r.plan.strategy, "model": r.plan.model,
-                         "dataset": r.plan.dataset, "status": r.status,
-                         "val_acc": last.val_acc if last else None, "macro_f1": last.macro_f1 if last else None,
+            rows.append({"run": r.name, "id": r.id, "kind": r.plan.kind, "strategy": r.plan.strategy,
+                         "model": r.plan.model, "dataset": r.dataset_title, "status": r.status,
+                         "val_acc": last.val_acc if last else r.metrics.get("val_acc"),
+                         "macro_f1": last.macro_f1 if last else None,
                          "trainable_params": started.trainable_params if started else None,
-                         "seconds": r.ended.seconds if r.ended else None})
+                         "seconds": r.ended.seconds if r.ended else None,
+                         **{k: v for k, v in r.metrics.items() if k not in ("val_acc", "macro_f1")}})
         return rows
 
-    def mark_interrupted(self) -> int:
-        """Runs a dead process left queued or running can never end: say so instead of spinning forever.
-        Runs of live processes (a CLI run, another server on this store) and of other hosts go on."""
-        msg = "interrupted: the server restarted before this run finished"
-        rows = self._conn().execute("SELECT id, host, pid, process FROM runs WHERE status IN ('queued', 'running')")
-        ids = [run_id for run_id, host, pid, process in rows.fetchall() if not _owner_alive(host, pid, process)]
-        for run_id in ids:
-            self.append(run_id, ev.RunEnded("failed", msg))
-        return len(ids)
+    # --- liveness and stopping ----------------------------------------------------------------------
+    def heartbeat(self, run_ids: list[str] | tuple[str, ...], worker: str | None = None) -> None:
+        """Renew the heartbeat of runs this process holds (on the database's clock)."""
+        if not run_ids:
+            return
+        values = {"heartbeat": db_now(), **({"worker": worker} if worker else {})}
+        with self.db.write() as c:
+            c.execute(update(runs_t).where(and_(runs_t.c.id.in_(list(run_ids)), runs_t.c.status.in_(ACTIVE)))
+                      .values(**values))
+
+    def sweep(self, grace_s: float | None = None) -> list[str]:
+        """End, as interrupted, every active run whose heartbeat is older than the grace period.
+        One conditional UPDATE decides which runs end, so concurrent sweeps end each run once."""
+        grace = grace_seconds() if grace_s is None else grace_s
+        stale = and_(runs_t.c.status.in_(ACTIVE),
+                     or_(runs_t.c.heartbeat.is_(None), runs_t.c.heartbeat < db_now() - grace))
+        ended = []
+        with self.db.write() as c:
+            ids = [r for (r,) in c.execute(select(runs_t.c.id).where(stale))]
+            for run_id in ids:
+                hit = c.execute(update(runs_t).where(and_(runs_t.c.id == run_id, stale))
+                                .values(status="failed", message=INTERRUPTED, ended=time.time())).rowcount
+                if hit:
+                    seq = c.execute(select(func.coalesce(func.max(events_t.c.seq), -1) + 1)
+                                    .where(events_t.c.run_id == run_id)).scalar()
+                    data = ev.to_dict(ev.RunEnded("failed", INTERRUPTED))
+                    c.execute(insert(events_t).values(run_id=run_id, seq=seq, type="RunEnded", json=json.dumps(data)))
+                    ended.append(run_id)
+        return ended
+
+    def request_stop(self, run_id: str, *, owner: str | None) -> None:
+        """Ask whoever runs it to stop (the worker checks every step). `owner=None`: a teacher's stop."""
+        if owner is not None:
+            self.check_owner(run_id, owner, "stop")
+        with self.db.write() as c:
+            c.execute(update(runs_t).where(runs_t.c.id == run_id).values(stop_requested=True))
+
+    def stop_requested(self, run_id: str) -> bool:
+        """True when a stop was asked for, or the run has ended under its worker (a sweep, a forced stop)."""
+        row = self._row(run_id)
+        return bool(row["stop_requested"]) or row["status"] not in ACTIVE
+
+    def active_ids(self) -> list[str]:
+        with self.db.read() as c:
+            return [r for (r,) in c.execute(select(runs_t.c.id).where(runs_t.c.status.in_(ACTIVE)))]
 
 
-def _migrate(c: sqlite3.Connection) -> None:
-    def missing() -> list[tuple[str, str]]:
-        have = {row[1] for row in c.execute("PRAGMA table_info(runs)")}
-        return [col for col in _ADDED_COLUMNS if col[0] not in have]
-
-    if missing():
-        with _transaction(c):  # look again under the write lock: another process may be migrating too
-            for name, kind in missing():
-                c.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
-
-
-def _owner_alive(host: str | None, pid: int | None, process: str | None) -> bool:
-    if pid is None:       # a run from before owners were recorded: its process is long gone
-        return False
-    if host != _HOST:     # another machine's processes cannot be seen from here; its own server judges
-        return True
-    if pid == os.getpid():
-        return process == _PROCESS
-    if os.name == "nt" or pid <= 0:  # Windows has no signal 0 (os.kill would end the process)
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but another user's
-        return True
-    return True
-
-
-class _transaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type, *_: Any) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+def _row_changes(event: ev.Event) -> dict:
+    """What an event changes in the run's summary row."""
+    if isinstance(event, ev.RunStarted):
+        return {"status": "running", "trainable_params": event.trainable_params}
+    if isinstance(event, ev.EpochEnded):
+        return {"val_acc": event.val_acc, "macro_f1": event.macro_f1, "epochs_done": runs_t.c.epochs_done + 1}
+    if isinstance(event, ev.Metrics) and "val_acc" in event.values:
+        return {"val_acc": event.values["val_acc"]}
+    if isinstance(event, ev.RunEnded):
+        return {"status": event.status, "message": event.message, "ended": time.time(), "seconds": event.seconds}
+    return {}

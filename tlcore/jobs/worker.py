@@ -1,0 +1,136 @@
+"""What a worker does for one run, wherever it runs (a thread, a worker process, a Ray task): run the
+plan, write its events and a heartbeat to the store, and stop when the store says so.
+
+The store is the only channel: the server never holds the only copy of a result, and a worker on
+another machine needs nothing but the store's URL.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Callable
+
+from ..runs import HEARTBEAT_S, RunStore
+from ..train.events import RunEnded
+from ..train.plan import Plan
+
+log = logging.getLogger(__name__)
+STOP_POLL_S = 0.2          # how stale a "should I stop?" answer may be: the store is asked at most this often
+
+
+def _default_run(plan, emit, should_stop, artifact_dir):
+    from ..kinds import run_plan
+    return run_plan(plan, emit, should_stop, artifact_dir)
+
+
+class StopFlag:
+    """`should_stop()` for a run: the store's stop flag (set by whoever may stop it, on any host), read at
+    most every STOP_POLL_S; also true once the run has ended under the worker (a sweep, a forced stop)."""
+
+    def __init__(self, store: RunStore, run_id: str, local: threading.Event | None = None) -> None:
+        self.store, self.run_id, self.local = store, run_id, local
+        self._checked, self._answer = 0.0, False
+
+    def __call__(self) -> bool:
+        if self._answer or (self.local is not None and self.local.is_set()):
+            return True
+        now = time.monotonic()
+        if now - self._checked >= STOP_POLL_S:
+            self._checked = now
+            try:
+                self._answer = self.store.stop_requested(self.run_id)
+            except Exception:  # noqa: BLE001 - a store hiccup is not a stop; the next poll asks again
+                log.warning("run %s: could not read its stop flag", self.run_id, exc_info=True)
+        return self._answer
+
+
+class Heartbeat:
+    """A thread that renews a run's heartbeat while the block runs."""
+
+    def __init__(self, store: RunStore, run_id: str, every: float = HEARTBEAT_S) -> None:
+        self.store, self.run_id, self.every = store, run_id, every
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"tlcore-heartbeat-{run_id}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._done.wait(self.every):
+            try:
+                self.store.heartbeat([self.run_id], worker=self.worker)
+            except Exception:  # noqa: BLE001 - a missed beat is survivable; a dead thread would not be
+                log.warning("run %s: heartbeat failed", self.run_id, exc_info=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self.store.heartbeat([self.run_id], worker=self.worker)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join(self.every + 1)
+
+
+def execute_run(store: RunStore, run_id: str, plan: Plan, train_fn: Callable | None = None,
+                local_stop: threading.Event | None = None) -> None:
+    """Run one plan to its end. Whatever happens, the run ends in the store with exactly one RunEnded."""
+    ended = False
+
+    def emit(event) -> None:
+        nonlocal ended
+        # Only once stored: a RunEnded the store refused has not ended the run.
+        if store.append(run_id, event) and isinstance(event, RunEnded):
+            ended = True
+
+    with Heartbeat(store, run_id):
+        try:
+            (train_fn or _default_run)(plan, emit, StopFlag(store, run_id, local_stop), store.artifact_dir(run_id))
+        except Exception as e:  # noqa: BLE001 - the worker must survive any run
+            log.exception("run %s: an error escaped the run's own handling", run_id)
+            if not ended:
+                store.append(run_id, RunEnded("failed", f"{type(e).__name__}: {e}"))
+            return
+        if not ended:
+            store.append(run_id, RunEnded("failed", "the run ended without reporting how"))
+
+
+def release_memory() -> None:
+    """A finished run's tensors go now, before the next run in this worker needs the room."""
+    gc.collect()
+    try:
+        import torch
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def worker_main(conn, store_spec: tuple[str, str]) -> None:
+    """A worker process: take (run_id, plan_json, train_fn) jobs from the pipe until told to stop.
+
+    Runs never share an interpreter with the UI, so a watched run does not wait for the server's
+    interpreter lock, and a crash or an out-of-memory kill takes this process, not the server."""
+    root, url = store_spec
+    store = RunStore(root, url=url)
+    parent = os.getppid()
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):   # the server went away
+            return
+        if job is None:
+            return
+        run_id, plan_json, train_fn = job
+        try:
+            execute_run(store, run_id, Plan.from_json(plan_json), train_fn)
+        finally:
+            release_memory()
+        try:
+            conn.send(("done", run_id))
+        except (BrokenPipeError, OSError):
+            return
+        if os.getppid() != parent:   # orphaned: the run above was finished and kept; take no more
+            return
