@@ -49,3 +49,18 @@ def ignores_stops(plan, emit, should_stop, artifact_dir):
 
 def crash(*a):
     raise RuntimeError("boom")
+
+
+def steady(plan, emit, should_stop, artifact_dir):
+    """Steps for `plan.epochs` seconds, then finishes: a run long enough to break something under."""
+    emit(RunStarted(plan.to_dict(), f"pid {os.getpid()}", 1, 0, ("top",), 1, 1, ("a", "b")))
+    deadline, i = time.monotonic() + plan.epochs, 0
+    while time.monotonic() < deadline:
+        if should_stop():
+            emit(RunEnded("stopped", "stopped on request"))
+            return
+        emit(Step(0, i, 10**6, 10**6, 0.5, (1e-3,), 1.0))
+        i += 1
+        time.sleep(0.1)
+    emit(epoch(0, 0.9))
+    emit(RunEnded("finished", "", float(plan.epochs)))

@@ -34,11 +34,11 @@ def _until(condition, timeout: float = 10) -> None:
         time.sleep(0.01)
 
 
-def test_runs_survive_a_restart_with_their_summary_numbers(tmp_path):
-    store = RunStore(tmp_path)
+def test_runs_survive_a_restart_with_their_summary_numbers(tmp_path, store_url):
+    store = RunStore(tmp_path, url=store_url)
     run_id = store.create(PLAN, owner="alice")
     fake_train(PLAN, lambda e: store.append(run_id, e), lambda: False, None)
-    again = RunStore(tmp_path)
+    again = RunStore(tmp_path, url=store_url)
     run = again.load(run_id)
     assert run.status == "finished" and run.plan == PLAN and len(run.epochs) == 2
     [summary] = again.list(owner="alice")
@@ -46,8 +46,8 @@ def test_runs_survive_a_restart_with_their_summary_numbers(tmp_path):
     assert again.list(owner="bob") == []
 
 
-def test_readers_never_block_on_a_writing_run(tmp_path):
-    store = RunStore(tmp_path)
+def test_readers_never_block_on_a_writing_run(tmp_path, store_url):
+    store = RunStore(tmp_path, url=store_url)
     run_id = store.create(PLAN)
     errors: list[Exception] = []
 
@@ -60,7 +60,7 @@ def test_readers_never_block_on_a_writing_run(tmp_path):
 
     writer = threading.Thread(target=write)
     writer.start()
-    reader = RunStore(tmp_path)
+    reader = RunStore(tmp_path, url=store_url)
     seen = 0
     while writer.is_alive():
         seen = max(seen, len(reader.load(run_id).steps))
@@ -68,8 +68,8 @@ def test_readers_never_block_on_a_writing_run(tmp_path):
     assert not errors and len(reader.load(run_id).steps) == 300
 
 
-def test_delete_removes_the_run_and_its_artifacts(tmp_path):
-    store = RunStore(tmp_path)
+def test_delete_removes_the_run_and_its_artifacts(tmp_path, store_url):
+    store = RunStore(tmp_path, url=store_url)
     run_id = store.create(PLAN, owner="me")
     (store.artifact_dir(run_id) / "model.pt").write_bytes(b"x")
     store.delete(run_id, owner="me")
@@ -94,11 +94,11 @@ def _age_heartbeat(store: RunStore, run_id: str, seconds: float) -> None:
         c.execute(update(runs).where(runs.c.id == run_id).values(heartbeat=db_now() - seconds))
 
 
-def test_a_run_whose_holder_fell_silent_is_ended_as_interrupted_once(tmp_path):
-    store = RunStore(tmp_path)
+def test_a_run_whose_holder_fell_silent_is_ended_as_interrupted_once(tmp_path, store_url):
+    store = RunStore(tmp_path, url=store_url)
     silent, alive = _running_run(store), _running_run(store)
     _age_heartbeat(store, silent, 120)
-    other = RunStore(tmp_path)          # a second server on the same store sweeps too
+    other = RunStore(tmp_path, url=store_url)          # a second server on the same store sweeps too
     ended = store.sweep(60) + other.sweep(60)
     assert ended == [silent]
     run = store.load(silent)
@@ -264,11 +264,11 @@ def test_host_image_limit_counts_the_real_dataset_so_the_default_passes_when_it_
     runner.shutdown()
 
 
-def test_only_the_owner_can_stop_delete_or_rename_a_run(tmp_path):
+def test_only_the_owner_can_stop_delete_or_rename_a_run(tmp_path, store_url):
     from tlcore.errors import NotOwner
 
     gate = threading.Event()
-    runner = Runner(RunStore(tmp_path), max_concurrent=1, train_fn=lambda *a: fake_train(*a, gate=gate))
+    runner = Runner(RunStore(tmp_path, url=store_url), max_concurrent=1, train_fn=lambda *a: fake_train(*a, gate=gate))
     run_id = runner.submit(PLAN, owner="alice")
     for action in (lambda: runner.stop(run_id, owner="mallory"), lambda: runner.stop(run_id, owner=""),
                    lambda: runner.store.delete(run_id, owner="mallory"),
@@ -282,8 +282,8 @@ def test_only_the_owner_can_stop_delete_or_rename_a_run(tmp_path):
     runner.shutdown()
 
 
-def test_events_since_returns_only_what_is_new(tmp_path):
-    store = RunStore(tmp_path)
+def test_events_since_returns_only_what_is_new(tmp_path, store_url):
+    store = RunStore(tmp_path, url=store_url)
     run_id = store.create(PLAN)
     for i in range(3):
         store.append(run_id, Phase("data", i, 3))
@@ -292,3 +292,29 @@ def test_events_since_returns_only_what_is_new(tmp_path):
     store.append(run_id, RunEnded("finished"))
     new = store.events_since(run_id, seen[-1][0])
     assert [(s, type(e).__name__) for s, e in new] == [(3, "RunEnded")]
+
+
+def test_two_sweepers_at_once_end_each_stale_run_exactly_once(tmp_path, store_url):
+    stores = [RunStore(tmp_path, url=store_url) for _ in range(4)]
+    stale = [_running_run(stores[0]) for _ in range(6)]
+    for run_id in stale:
+        _age_heartbeat(stores[0], run_id, 300)
+    ended: list[list[str]] = [[] for _ in stores]
+    threads = [threading.Thread(target=lambda i=i: ended[i].extend(stores[i].sweep(60))) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r for e in ended for r in e) == sorted(stale)
+    for run_id in stale:
+        assert len([e for e in stores[0].load(run_id).events if isinstance(e, RunEnded)]) == 1
+
+
+def test_a_wrong_store_url_fails_at_start_in_one_line_naming_the_setting(tmp_path):
+    from tlcore.store.db import StoreUnavailable
+
+    for url in ("postgresql+psycopg://nobody:secret@127.0.0.1:1/none", "nosuchdb://x", "not a url"):
+        with pytest.raises(StoreUnavailable) as err:
+            RunStore(tmp_path, url=url)
+        msg = str(err.value)
+        assert msg.startswith("TLCORE_STORE_URL:") and "\n" not in msg and "secret" not in msg

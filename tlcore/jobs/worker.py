@@ -82,7 +82,7 @@ def execute_run(store: RunStore, run_id: str, plan: Plan, train_fn: Callable | N
     def emit(event) -> None:
         nonlocal ended
         # Only once stored: a RunEnded the store refused has not ended the run.
-        if store.append(run_id, event) and isinstance(event, RunEnded):
+        if with_retry(lambda: store.append(run_id, event)) and isinstance(event, RunEnded):
             ended = True
 
     with Heartbeat(store, run_id):
@@ -95,6 +95,27 @@ def execute_run(store: RunStore, run_id: str, plan: Plan, train_fn: Callable | N
             return
         if not ended:
             store.append(run_id, RunEnded("failed", "the run ended without reporting how"))
+
+
+RETRY_FOR_S = 90.0
+
+
+def with_retry(write: Callable, patience: float = RETRY_FOR_S):
+    """A store write that outlives a database restart: connection errors are retried with backoff for
+    up to `patience` seconds (the run waits rather than losing its events), anything else is raised."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    deadline, pause = time.monotonic() + patience, 0.25
+    while True:
+        try:
+            return write()
+        except (OperationalError, DBAPIError) as e:
+            transient = isinstance(e, OperationalError) or getattr(e, "connection_invalidated", False)
+            if not transient or time.monotonic() + pause > deadline:
+                raise
+            log.warning("the run store is unreachable (%s); retrying in %.1f s", type(e.orig).__name__, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 def release_memory() -> None:

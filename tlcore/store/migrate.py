@@ -28,7 +28,8 @@ def upgrade(db) -> None:
             command.upgrade(_config(conn), "head")
         return
     with db.engine.connect() as conn:
-        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK})
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK})   # held by the session, not the transaction
+        conn.commit()
         try:
             with conn.begin():
                 command.upgrade(_config(conn), "head")
