@@ -136,7 +136,8 @@ def _tree_digest(root: Path) -> str:
 
 def _identity(name: str, image_size: int, seed: int, val_fraction: float, path: Path | None) -> str:
     # v2: directories are keyed on their whole tree, and mixed sizes are stored at the median side.
-    ident: dict = {"name": name, "size": image_size, "seed": seed, "val": val_fraction, "v": 2}
+    # v3: folder images are read class by class, and JPEGs decode at a reduced scale where it suffices.
+    ident: dict = {"name": name, "size": image_size, "seed": seed, "val": val_fraction, "v": 3}
     if path is not None:
         ident["path"] = str(path.resolve())
         if path.is_dir():
@@ -167,7 +168,7 @@ def _save_cache(splits: ImageSplits, file: Path) -> None:
 
 
 def _full(name: str, image_size: int, seed: int, val_fraction: float, root: Path, path: Path | None,
-          download: bool) -> ImageSplits:
+          download: bool, display_name: str | None = None) -> ImageSplits:
     """Whole train/val splits at the stored size, from memory, the disk cache, or the source."""
     spec = DATASETS[name]
     key = _identity(name, image_size, seed, val_fraction, path)
@@ -183,7 +184,8 @@ def _full(name: str, image_size: int, seed: int, val_fraction: float, root: Path
             splits = None  # a torn cache file is only a miss
     if splits is None:
         if name == "folder":
-            splits = load_folder(path, image_size=image_size, seed=seed, val_fraction=val_fraction)
+            splits = load_folder(path, image_size=image_size, seed=seed, val_fraction=val_fraction,
+                                 display_name=display_name)
         elif spec.source == "bundled":
             splits = spec.load(root, image_size, seed, val_fraction)
         else:
@@ -199,15 +201,19 @@ def _full(name: str, image_size: int, seed: int, val_fraction: float, root: Path
 
 def load_dataset(name: str, *, image_size: int = 224, per_class: int | None = None, imbalance: float = 1.0,
                  seed: int = 0, val_fraction: float = 0.2, root: Path | str | None = None,
-                 path: str | Path | None = None, download: bool = True) -> ImageSplits:
+                 path: str | Path | None = None, download: bool = True,
+                 display_name: str | None = None) -> ImageSplits:
     """Any registered dataset as ImageSplits. `per_class` and `imbalance` shape the training split
-    only, so runs with different options are scored on the same validation images."""
+    only, so runs with different options are scored on the same validation images.
+    `display_name` is what error messages call a folder dataset (an upload's file name); default: the path."""
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if name == "folder" and not path:
         raise DatasetError("the folder dataset needs a path to a directory or .zip")
+    if name == "folder" and not Path(path).exists():   # before anything stats it for the cache key
+        raise DatasetError(f"{display_name or path} does not exist")
     full = _full(name, image_size, seed, val_fraction, Path(root) if root else data_dir(),
-                 Path(path) if path else None, download)
+                 Path(path) if path else None, download, display_name)
     keep = subsample(full.train_y, full.num_classes, per_class, imbalance, seed)
     if len(keep) == len(full.train_y):
         return full
