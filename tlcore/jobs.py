@@ -20,43 +20,12 @@ from typing import Callable
 
 from .device import auto_device_type
 from .errors import PlanError
+from .limits import Limits
 from .runs import RunStore
 from .train.events import RunEnded
 from .train.plan import Plan
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_epochs: int | None = None
-    max_train_images: int | None = None     # caps per_class * classes; None: no cap
-
-    @classmethod
-    def from_env(cls) -> "Limits":
-        def num(name: str) -> int | None:
-            v = os.environ.get(name)
-            return int(v) if v else None
-        return cls(num("TLCORE_MAX_EPOCHS"), num("TLCORE_MAX_TRAIN_IMAGES"))
-
-    def check(self, plan: Plan) -> None:
-        if self.max_epochs is not None and plan.epochs > self.max_epochs:
-            raise PlanError("epochs", f"this server allows at most {self.max_epochs} epochs per run")
-        if self.max_train_images is not None:
-            n, k = self._train_images(plan)
-            if n > self.max_train_images:
-                raise PlanError("per_class", f"this run would train on {n:,} images and this server allows at most "
-                                             f"{self.max_train_images:,}: set images per class to "
-                                             f"{max(2, self.max_train_images // k)} or fewer")
-
-    @staticmethod
-    def _train_images(plan: Plan) -> tuple[int, int]:
-        """(training images, classes) the plan would really use: counted on the dataset, which the pages
-        have loaded already (it is cached), so an uploaded folder's classes and a small default pass."""
-        from .data import load_dataset
-        data = load_dataset(plan.dataset, image_size=plan.resolved_image_size(), per_class=plan.per_class,
-                            imbalance=plan.imbalance, seed=plan.seed, path=plan.dataset_path or None)
-        return int(data.train_y.numel()), data.num_classes
 
 
 def _default_train(plan, emit, should_stop, artifact_dir) -> None:

@@ -24,6 +24,7 @@ from .. import downloads
 from ..data import ImageSplits, load_dataset
 from ..device import DevicePolicy, pick
 from ..errors import TLCoreError
+from ..memory import allocator_message, is_allocator_failure
 from ..metrics import confusion_matrix, report
 from ..models import MODELS, build_network
 from ..models.base import Network
@@ -73,8 +74,7 @@ def train(plan: Plan, emit: Emit, should_stop: Callable[[], bool] = lambda: Fals
         status, message = "failed", str(e)
     except Exception as e:
         if _out_of_memory(e):
-            status, message = "failed", ("the device ran out of memory: try a smaller batch size or image size "
-                                         "(or wait until another run on it has finished)")
+            status, message = "failed", allocator_message(e)
         else:  # a bug, not the student's fault: say what happened, keep the trace
             if artifact_dir is not None:
                 Path(artifact_dir).mkdir(parents=True, exist_ok=True)
@@ -90,8 +90,7 @@ def train(plan: Plan, emit: Emit, should_stop: Callable[[], bool] = lambda: Fals
 
 
 def _out_of_memory(e: BaseException) -> bool:
-    # CUDA has its own exception type; MPS and some cuBLAS paths raise a RuntimeError that says so.
-    return isinstance(e, torch.cuda.OutOfMemoryError) or (isinstance(e, RuntimeError) and "out of memory" in str(e))
+    return is_allocator_failure(e)   # CPU ("DefaultCPUAllocator: can't allocate memory"), CUDA and MPS alike
 
 
 class _Run:
