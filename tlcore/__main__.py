@@ -102,8 +102,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
 class _Progress:
     """A one-line progress bar on stderr, fed by engine events."""
 
-    def __init__(self, stream=sys.stderr) -> None:
-        self.stream = stream
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr
 
     def __call__(self, event: Any) -> None:
         from .train.events import EpochEnded, Phase, RunEnded, Step
@@ -154,14 +154,14 @@ def _ctrl_c_stops(stop: threading.Event, stream=sys.stderr):
         signal.signal(signal.SIGINT, previous)
 
 
-def _checked_data(plan: Any, stream=sys.stderr) -> Any:
+def _checked_data(plan: Any) -> Any:
     """The plan's dataset, loaded (it stays cached for the run) and checked like the dashboard checks
     it: a missing path, a bad archive, a dataset that cannot be fetched offline all end here, in one
-    line, before a run is recorded. What was skipped while reading it is said on `stream`."""
+    line, before a run is recorded. What was skipped while reading it is said on stderr."""
     from . import downloads
     from .data import load_dataset
 
-    progress = _Progress(stream)
+    progress = _Progress()
 
     def downloading(done: int, total: int | None) -> None:
         from .train.events import Phase
@@ -172,7 +172,7 @@ def _checked_data(plan: Any, stream=sys.stderr) -> Any:
                             display_name=plan.dataset_name or None)
     if data.notes:
         said = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in data.notes.items())
-        stream.write(f"note: while reading {plan.dataset_name or plan.dataset_path or plan.dataset}: {said}\n")
+        sys.stderr.write(f"note: while reading {plan.dataset_name or plan.dataset_path or plan.dataset}: {said}\n")
     return data
 
 

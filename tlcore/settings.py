@@ -56,7 +56,7 @@ def _host_budget_gb() -> float:
 
 
 _TABLE = (
-    Setting("TLCORE_HOME", "path", "run store: runs.sqlite and artifacts/<run>/",
+    Setting("TLCORE_HOME", "path", "run store: runs.sqlite and an artifacts folder per run",
             lambda: cache_home() / "tlcore" / "home", "~/.cache/tlcore/home"),
     Setting("TLCORE_CACHE_DIR", "path", "decoded datasets, frozen-feature cache, uploads",
             lambda: cache_home() / "tlcore" / "cache", "~/.cache/tlcore/cache"),
