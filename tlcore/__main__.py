@@ -207,18 +207,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print("\nerror: aborted from the keyboard", file=sys.stderr)
         return 130
     run = store.load(run_id)
+    print(json.dumps(_result(run, plan, data.notes)))
+    if stop.is_set():
+        return 130   # the shell's code for "ended by Ctrl-C", after a clean stop
+    return 0 if run.status == "finished" else 1
+
+
+def _result(run: Any, plan: Any, notes: dict[str, int]) -> dict[str, Any]:
+    """The JSON line `train` ends with."""
     last = run.epochs[-1] if run.epochs else None
-    print(json.dumps({
-        "run_id": run_id, "status": run.status, "strategy": plan.strategy, "model": plan.model,
+    return {
+        "run_id": run.id, "status": run.status, "strategy": plan.strategy, "model": plan.model,
         "dataset": plan.dataset, "val_acc": last.val_acc if last else None,
         "macro_f1": last.macro_f1 if last else None,
         "seconds": round(run.ended.seconds, 3) if run.ended else None,
         "images_per_s": round(sum(e.images_per_s for e in run.epochs) / len(run.epochs), 1) if run.epochs else None,
-        "notes": data.notes, "message": run.message,
-    }))
-    if stop.is_set():
-        return 130   # the shell's code for "ended by Ctrl-C", after a clean stop
-    return 0 if run.status == "finished" else 1
+        "notes": notes, "message": run.message,
+    }
 
 
 def _local_time(t: float) -> str:

@@ -119,7 +119,7 @@ def _saved_bytes(params: set[int], run: Callable[[], torch.Tensor]) -> int:
 
 
 def measure(model: str, cut: int, fixed_prefix: bool, bn: str, size: int, head: str = "linear") -> Footprint:
-    """Measure a Footprint on the meta device: no weights, no arithmetic, a fraction of a second.
+    """Measure a Footprint on the meta device: no weights and no arithmetic, so about a second at any size.
 
     `fixed_prefix`: the groups below the cut run without gradients (tlcore.train.strategies.frozen_groups_are_fixed)."""
     from .models import build_network
@@ -250,6 +250,9 @@ def _at_cut(plan: "Plan", cut: int, d: _Data, pol: _Policy, fp: Footprint, n_gro
              "gradients": 4 * fp.trainable,
              "optimiser": 4 * fp.trainable * (states + 1),        # + one step's temporaries
              "dataset": 2 * d.nbytes, "runtime": RUNTIME_BYTES}
+    if pol.device == "cuda":   # one copy stays on the host; raw images also go to the GPU when they fit there
+        parts["dataset"] = d.nbytes
+        parts["dataset_on_gpu"] = d.nbytes if not cached and d.nbytes < 4 * 2**30 else 0
     if plan.head in ("logreg", "linear_svm"):                     # fitted by scikit-learn, float64 copies
         parts.update(gradients=0, optimiser=0)
         parts["features"] = (d.n_train + d.n_val) * fp.cut_numel * (6 + 4 + 8 + 8)
@@ -288,14 +291,17 @@ def _estimate(plan: "Plan", d: _Data, fp_at: Callable[..., Footprint]) -> Memory
     return MemoryEstimate(worst, pol.device)
 
 
+def _load(plan: "Plan") -> "ImageSplits":
+    from .data import load_dataset
+    return load_dataset(plan.dataset, image_size=plan.resolved_image_size(), per_class=plan.per_class,
+                        imbalance=plan.imbalance, seed=plan.seed, path=plan.dataset_path or None,
+                        display_name=plan.dataset_name or None)
+
+
 def estimate(plan: "Plan", data: "ImageSplits | None" = None) -> MemoryEstimate:
-    """The memory `plan` will add at its peak. `data`: its dataset, when already loaded."""
-    if data is None:
-        from .data import load_dataset
-        data = load_dataset(plan.dataset, image_size=plan.resolved_image_size(), per_class=plan.per_class,
-                            imbalance=plan.imbalance, seed=plan.seed, path=plan.dataset_path or None,
-                            display_name=plan.dataset_name or None)
-    return _estimate(plan, _data_of(data), footprint)
+    """The memory `plan` will add at its peak. `data`: its dataset, when already loaded (it is
+    loaded, from its cache, otherwise)."""
+    return _estimate(plan, _data_of(data if data is not None else _load(plan)), footprint)
 
 
 # --- refusing what will not fit -----------------------------------------------------------------------
@@ -358,15 +364,11 @@ def _advice(plan: "Plan", d: _Data, budget: int, gpu: int | None) -> tuple[str, 
 def check(plan: "Plan", budget_bytes: int, data: "ImageSplits | None" = None) -> MemoryEstimate:
     """The plan's estimate, or a PlanError saying what to lower when it needs more than
     `budget_bytes` of the computer's memory (or more than its GPU holds)."""
-    est = estimate(plan, data)
+    d = _data_of(data if data is not None else _load(plan))
+    est = _estimate(plan, d, footprint)
     gpu = _gpu_budget() if est.device == "cuda" else None
     if _fits(est, budget_bytes, gpu):
         return est
-    d = _data_of(data) if data is not None else None
-    if d is None:
-        from .data import load_dataset
-        d = _data_of(load_dataset(plan.dataset, image_size=plan.resolved_image_size(), per_class=plan.per_class,
-                                  imbalance=plan.imbalance, seed=plan.seed, path=plan.dataset_path or None))
     field, advice = _advice(plan, d, budget_bytes, gpu)
     over = (f"about {gb(est.on_gpu)} of GPU memory and this GPU allows {gb(gpu)} per run"
             if gpu is not None and est.on_gpu > gpu else

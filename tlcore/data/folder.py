@@ -240,8 +240,10 @@ def _check_layout(layout: _Layout, label: str, caps: Caps) -> None:
                            "in its own folder (for example cats/1.jpg and dogs/1.jpg)")
     if layout.val is None and "train" in layout.train and set(layout.train) <= {"train", *VAL_DIRS}:
         # train/ and val/ holding images directly would otherwise become two classes named after them
-        raise DatasetError(f"{label}: {'/ and '.join(sorted(layout.train))}/ hold images but no class folders: put "
-                           "each class in its own folder inside them (for example train/cats/1.jpg and train/dogs/1.jpg)")
+        tops = sorted(layout.train)
+        raise DatasetError(f"{label}: {'/ and '.join(tops)}/ {'hold' if len(tops) > 1 else 'holds'} images but no class "
+                           "folders: put each class in its own folder inside (for example train/cats/1.jpg and "
+                           "train/dogs/1.jpg)")
     for group in (layout.train, layout.val or {}):
         for files in group.values():
             for e in files:
@@ -431,7 +433,8 @@ def _check_classes(classes: tuple[str, ...], labels: list[str], minimum: int, wh
         raise DatasetError(f"{label}: no readable images were found: put images in one folder per class{unreadable}")
     if len(classes) < 2:
         raise DatasetError(f"{label}: found {len(classes)} class folder{'s' if len(classes) != 1 else ''} with "
-                           f"readable images in {where or 'the top level'}; at least two classes are needed{unreadable}")
+                           f"readable images in {where or 'the top level'}; at least two classes are needed"
+                           f"{unreadable}")
     small = [c for c in classes if labels.count(c) < minimum]
     if small:
         raise DatasetError(f"{label}: class {small[0]!r} has {labels.count(small[0])} image(s); each class needs at "
