@@ -4,9 +4,11 @@ from __future__ import annotations
 import io
 import os
 import stat
+import struct
 import threading
 import urllib.error
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ from PIL import Image
 
 import tlcore.data.registry as registry
 import tlcore.data.sources as sources
-from tlcore.data import DATASETS, class_counts, dataset_rows, load_dataset, load_folder
+from tlcore.data import DATASETS, class_counts, dataset_rows, load_dataset, load_folder, validate_archive
 from tlcore.data.images import decode, to_rgb
 from tlcore.errors import DatasetError, DownloadRequired
 
@@ -160,7 +162,7 @@ def _evil_zip(path, name, data=b"x", symlink=False):
     return path
 
 
-@pytest.mark.parametrize("make, message", [
+BAD_ARCHIVES = [
     (lambda p: _write(p, b"not a zip at all"), "is not a zip archive"),
     (lambda p: _write(p, _zip(p, _class_folders()).read_bytes()[:-30]), "is a damaged zip archive"),
     (lambda p: _write(p, b"PK\x03\x04" + bytes(200)), "is a damaged zip archive"),
@@ -172,7 +174,10 @@ def _evil_zip(path, name, data=b"x", symlink=False):
     (lambda p: _zip(p, {"a/1.png": _png(1, "L"), "a/2.png": _png(1, "L"), "b/1.png": _png(1, "L")}),
      "'b' has 1 image"),
     (lambda p: _zip(p, {"a/1.txt": b"x", "b/2.txt": b"y"}), "no readable images"),
-])
+]
+
+
+@pytest.mark.parametrize("make, message", BAD_ARCHIVES)
 def test_each_bad_archive_gets_its_own_clear_error(tmp_path, make, message):
     target = tmp_path / "target"
     target.mkdir()
@@ -410,3 +415,134 @@ def test_a_genuine_bug_during_a_download_is_not_reported_as_a_missing_download(t
     monkeypatch.setattr(sources, "_tv_class", lambda name: Buggy)
     with pytest.raises(TypeError, match="a bug"):
         load_dataset("cifar10", root=tmp_path)
+
+
+# --- hostile archives: memory stays bounded, messages name the upload ----------------------------------
+def _png_bomb(w: int, h: int) -> bytes:
+    """A valid grey PNG of w x h black pixels: a few KB that decode to w*h bytes (three times that as RGB)."""
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+    z, left, block = zlib.compressobj(6), (w + 1) * h, bytes(2**20)
+    body = bytearray()
+    while left > 0:
+        body += z.compress(block[:min(left, len(block))])
+        left -= len(block)
+    body += z.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", bytes(body)) + chunk(b"IEND", b""))
+
+
+def _zip_with_bomb_entry(path, mib: int):
+    """Class folders plus `cats/bomb.png`: `mib` MiB of zeros, about 1 MB compressed."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for k, v in _class_folders(n=3).items():
+            zf.writestr(k, v)
+        with zf.open("cats/bomb.png", "w", force_zip64=True) as f:
+            block = bytes(2**20)
+            for _ in range(mib):
+                f.write(block)
+    return path
+
+
+@pytest.mark.parametrize("check", ["load_folder", "validate_archive"])
+def test_a_huge_entry_is_refused_before_its_bytes_are_read(tmp_path, check):
+    import tracemalloc
+    path = _zip_with_bomb_entry(tmp_path / "pets.zip", mib=256)
+    assert path.stat().st_size < 4 * 2**20
+    fn = load_folder if check == "load_folder" else validate_archive
+    tracemalloc.start()
+    try:
+        with pytest.raises(DatasetError) as err:
+            fn(path, image_size=16) if check == "load_folder" else fn(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, f"{peak / 2**20:.0f} MiB allocated while refusing a 256 MiB entry"
+    msg = str(err.value)
+    assert "'cats/bomb.png'" in msg and "256 MiB" in msg and "64 MiB" in msg and "\n" not in msg
+
+
+def test_an_image_declaring_too_many_pixels_is_refused_without_decoding_it(tmp_path, monkeypatch):
+    """9000 x 9000 is under PIL's own bomb limit, so PIL alone would decode it (81 MB grey, 243 MB as RGB)."""
+    from PIL import ImageFile
+    decoded, real_load = [], ImageFile.ImageFile.load
+
+    def load(self, *a, **k):
+        decoded.append(self.size[0] * self.size[1])
+        return real_load(self, *a, **k)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    path = _zip(tmp_path / "pets.zip", {**_class_folders(n=3), "cats/huge.png": _png_bomb(9000, 9000)})
+    for fn in (validate_archive, load_folder):
+        with pytest.raises(DatasetError) as err:
+            fn(path, display_name="holiday.zip")
+        assert str(err.value).startswith("holiday.zip is refused: 'cats/huge.png' is 9,000 x 9,000 pixels")
+        assert "at most 67 million" in str(err.value)
+    assert max(decoded, default=0) <= 20 * 16
+
+
+def test_images_over_the_total_pixel_cap_are_refused(tmp_path):
+    path = _zip(tmp_path / "pets.zip", _class_folders(n=5))   # ten 20 x 16 images: 3,200 pixels
+    assert len(load_folder(path, image_size=16, max_pixels=3200).classes) == 2
+    for fn in (load_folder, validate_archive):
+        with pytest.raises(DatasetError, match="pets.zip is refused: its images hold more than 3,000 pixels together"):
+            fn(path, max_pixels=3000)
+
+
+def test_validate_archive_reads_headers_only_and_describes_the_dataset(tmp_path, monkeypatch):
+    from PIL import ImageFile
+    files = {**_class_folders(n=4), "cats/broken.png": b"\x89PNG not really", "README.txt": b"hi"}
+    path = _zip(tmp_path / "pets.zip", files)
+
+    def no_decoding(self, *a, **k):
+        raise AssertionError("validate_archive decoded pixels")
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    summary = validate_archive(path)
+    assert summary.classes == ("cats", "dogs") and summary.train_counts == (4, 4) and summary.val_counts is None
+    assert summary.notes == {"skipped_unreadable": 1, "ignored_non_images": 1} and summary.images == 8
+    tv = validate_archive(_zip(tmp_path / "tv.zip", {**_class_folders("train/", n=3), **_class_folders("val/", n=2)}))
+    assert tv.train_counts == (3, 3) and tv.val_counts == (2, 2)
+
+
+@pytest.mark.parametrize("make, message", BAD_ARCHIVES)
+def test_validate_archive_refuses_what_load_folder_refuses(tmp_path, make, message):
+    archive = make(tmp_path / "upload.zip")
+    with pytest.raises(DatasetError, match=message):
+        validate_archive(archive)
+
+
+@pytest.mark.parametrize("make, message", BAD_ARCHIVES)
+def test_every_archive_error_names_the_upload_not_the_stored_file(tmp_path, make, message):
+    archive = make(tmp_path / ".3f9a2c71e0.part")   # how an upload waits on disk to be checked
+    for fn in (load_folder, validate_archive):
+        with pytest.raises(DatasetError) as err:
+            fn(archive, display_name="holiday photos.zip")
+        assert str(err.value).startswith("holiday photos.zip") and ".part" not in str(err.value)
+
+
+@pytest.mark.parametrize("names, found", [
+    ([f"photo{i}.png" for i in range(10)], "found 10 images but no class folders"),
+    ([f"{d}/photo{i}.png" for d in ("train", "val") for i in range(5)], "train/ and val/ hold images but no class"),
+])
+def test_images_without_class_folders_are_told_to_go_in_one_folder_per_class(tmp_path, names, found):
+    path = _zip(tmp_path / "flat.zip", {n: _png((10 * i, 30, 30)) for i, n in enumerate(names)})
+    for fn in (load_folder, validate_archive):
+        with pytest.raises(DatasetError) as err:
+            fn(path)
+        msg = str(err.value)
+        assert msg.startswith("flat.zip: ") and found in msg and "put each class in its own folder" in msg
+        assert "cats/1.jpg" in msg and "no readable images" not in msg
+
+
+def test_a_missing_path_is_a_dataset_error_naming_it(tmp_path):
+    missing = tmp_path / "nope.zip"
+    with pytest.raises(DatasetError, match=f"^{missing} does not exist$"):
+        load_dataset("folder", path=missing)
+    with pytest.raises(DatasetError, match="^my upload.zip does not exist$"):
+        load_dataset("folder", path=missing, display_name="my upload.zip")
+
+
+def test_a_file_named_like_an_image_is_parsed_only_as_an_image_format(tmp_path):
+    tiff = io.BytesIO()
+    Image.new("RGB", (20, 16), (1, 2, 3)).save(tiff, format="TIFF")   # PIL reads TIFF, but it is not on our list
+    d = load_folder(_zip(tmp_path / "pets.zip", {**_class_folders(n=3), "cats/x.png": tiff.getvalue()}), image_size=16)
+    assert d.notes == {"skipped_unreadable": 1} and len(d.train_y) + len(d.val_y) == 6

@@ -1,29 +1,79 @@
-"""Command line: `python -m tlcore {datasets,models,train,runs}`.
+"""Command line: `python -m tlcore {datasets,models,settings,train,runs}`.
 
-`train` takes every plan field as an option, shows a progress bar on stderr and ends by printing
-one JSON line on stdout; bad input exits non-zero with a one-line error.
+`train` takes every plan field as an option (its help comes from the field's comment in
+tlcore/train/plan.py, or from _HELP below for the fields that have none), checks the plan, the
+dataset and this host's limits before anything runs, shows a progress bar on stderr and ends by
+printing one JSON line on stdout. Bad input exits 2 with a one-line error; a failed run exits 1.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import dataclasses
+import inspect
 import json
+import re
 import signal
 import sys
 import threading
+import time
 import typing
 from typing import Any, Sequence
 
 from .errors import TLCoreError
+
+# Help for the plan fields whose line in plan.py has no comment (a field never has both: see tests).
+_HELP = {
+    "dataset": "dataset name from `python -m tlcore datasets`; to train on your own images use "
+               "--dataset folder --dataset-path my_images.zip (a zip or directory with one folder per class)",
+    "model": "the CNN, from `python -m tlcore models`",
+    "strategy": "what to transfer: freeze the backbone, fine-tune the top groups or everything, unfreeze "
+                "gradually, train from scratch, or an SVM on raw pixels",
+    "head": "the new layers: linear or mlp train with the network; logreg and linear_svm are fitted by "
+            "scikit-learn on frozen features",
+    "epochs": "passes over the training images",
+    "batch_size": "images per training step",
+    "optimizer": "how the weights are updated",
+    "schedule": "how the learning rate changes over the run (stlr: slanted triangular)",
+    "weight_decay": "decoupled weight decay (AdamW) or L2 penalty (SGD)",
+    "seed": "seed for the split, the sampling and the new weights (0 to 4294967295)",
+    "device": "where to train: auto takes a CUDA GPU, then an Apple GPU, then the CPU",
+}
+_EPILOG = """examples:
+  python -m tlcore train --dataset digits --strategy gradual_unfreeze --epochs 4
+  python -m tlcore train --dataset folder --dataset-path my_images.zip --epochs 3
+      (my_images.zip: cats/1.jpg, dogs/1.jpg, ... or train/<class>/... and val/<class>/...)"""
+
+
+def _field_comments() -> dict[str, str]:
+    """Each Plan field's trailing comment in plan.py: the one place its meaning is written."""
+    from .train import plan as plan_module
+
+    fields = {f.name for f in dataclasses.fields(plan_module.Plan)}
+    try:
+        source = inspect.getsource(plan_module.Plan)
+    except (OSError, TypeError):   # no source shipped: the options still work, with less help
+        return {}
+    found = (re.match(r"\s+(\w+)\s*:[^#]*#\s*(.+)$", line) for line in source.splitlines())
+    return {m.group(1): m.group(2).strip() for m in found if m and m.group(1) in fields}
+
+
+def _help(name: str, comments: dict[str, str], default: Any) -> str:
+    text = comments.get(name) or _HELP.get(name, name.replace("_", " "))
+    shown = {None: "unset", True: "on", False: "off", "": "none"}.get(default, default)
+    return f"{text} (default: {shown})".replace("%", "%%")
+
+
+NOT_OPTIONS = ("kind", "options")   # each subcommand is one plan kind; a lab's subcommand has its own options
 
 
 def _plan_options(parser: argparse.ArgumentParser) -> None:
     from .train.plan import CPU_IMAGE_SIZE, Plan
 
     hints = typing.get_type_hints(Plan)
+    comments = _field_comments()
     for f in dataclasses.fields(Plan):
-        if f.name in ("kind", "options"):   # each subcommand is one kind; labs take their own options
+        if f.name in NOT_OPTIONS:
             continue
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
@@ -33,12 +83,15 @@ def _plan_options(parser: argparse.ArgumentParser) -> None:
                                 help=f"side in px fed to the model (default: {CPU_IMAGE_SIZE} on a CPU, the model's "
                                      "own size on a GPU; 0: the model's own size)")
         elif hint is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default)
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=_help(f.name, comments, f.default))
         elif choices:
-            parser.add_argument(flag, dest=f.name, choices=choices, default=f.default)
+            parser.add_argument(flag, dest=f.name, choices=choices, default=f.default,
+                                help=_help(f.name, comments, f.default))
         else:
             base = next((t for t in (int, float, str) if t in (hint, *typing.get_args(hint))), str)
-            parser.add_argument(flag, dest=f.name, type=base, default=f.default, metavar=base.__name__.upper())
+            parser.add_argument(flag, dest=f.name, type=base, default=f.default, metavar=base.__name__.upper(),
+                                help=_help(f.name, comments, f.default))
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -54,8 +107,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
 class _Progress:
     """A one-line progress bar on stderr, fed by engine events."""
 
-    def __init__(self, stream=sys.stderr) -> None:
-        self.stream = stream
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr
 
     def __call__(self, event: Any) -> None:
         from .train.events import EpochEnded, Phase, RunEnded, Step
@@ -106,8 +159,31 @@ def _ctrl_c_stops(stop: threading.Event, stream=sys.stderr):
         signal.signal(signal.SIGINT, previous)
 
 
+def _checked_data(plan: Any) -> Any:
+    """The plan's dataset, loaded (it stays cached for the run) and checked like the dashboard checks
+    it: a missing path, a bad archive, a dataset that cannot be fetched offline all end here, in one
+    line, before a run is recorded. What was skipped while reading it is said on stderr."""
+    from . import downloads
+    from .data import load_dataset
+
+    progress = _Progress()
+
+    def downloading(done: int, total: int | None) -> None:
+        from .train.events import Phase
+        progress(Phase("download", done, total or 0))
+    with downloads.reporting(downloading):
+        data = load_dataset(plan.dataset, image_size=plan.resolved_image_size(), per_class=plan.per_class,
+                            imbalance=plan.imbalance, seed=plan.seed, path=plan.dataset_path or None,
+                            display_name=plan.dataset_name or None)
+    if data.notes:
+        said = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in data.notes.items())
+        sys.stderr.write(f"note: while reading {plan.dataset_name or plan.dataset_path or plan.dataset}: {said}\n")
+    return data
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .jobs.worker import Heartbeat
+    from .limits import Limits
     from .runs import RunStore
     from .train.loop import train
     from .train.plan import Plan, default_image_size
@@ -117,6 +193,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if options["image_size"] is None:
         options["image_size"] = default_image_size(options["device"])
     plan = Plan(**options)
+    data = _checked_data(plan)
+    Limits.from_env().check(plan, data)   # the host's limits hold for the command line as for the dashboard
     store = RunStore()
     run_id = store.create(plan, owner="cli")
     progress = _Progress()
@@ -135,40 +213,64 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print("\nerror: aborted from the keyboard", file=sys.stderr)
         return 130
     run = store.load(run_id)
-    last = run.epochs[-1] if run.epochs else None
-    print(json.dumps({
-        "run_id": run_id, "status": run.status, "strategy": plan.strategy, "model": plan.model,
-        "dataset": plan.dataset, "val_acc": last.val_acc if last else None,
-        "macro_f1": last.macro_f1 if last else None,
-        "seconds": round(run.ended.seconds, 3) if run.ended else None,
-        "images_per_s": round(sum(e.images_per_s for e in run.epochs) / len(run.epochs), 1) if run.epochs else None,
-        "message": run.message,
-    }))
+    print(json.dumps(_result(run, plan, data.notes)))
     if stop.is_set():
         return 130   # the shell's code for "ended by Ctrl-C", after a clean stop
     return 0 if run.status == "finished" else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _result(run: Any, plan: Any, notes: dict[str, int]) -> dict[str, Any]:
+    """The JSON line `train` ends with."""
+    last = run.epochs[-1] if run.epochs else None
+    return {
+        "run_id": run.id, "status": run.status, "strategy": plan.strategy, "model": plan.model,
+        "dataset": plan.dataset, "val_acc": last.val_acc if last else None,
+        "macro_f1": last.macro_f1 if last else None,
+        "seconds": round(run.ended.seconds, 3) if run.ended else None,
+        "images_per_s": round(sum(e.images_per_s for e in run.epochs) / len(run.epochs), 1) if run.epochs else None,
+        "notes": notes, "message": run.message,
+    }
+
+
+def _local_time(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def _run_rows() -> list[dict[str, Any]]:
+    from .runs import RunStore
+    store = RunStore()
+    store.sweep()   # runs whose process was killed show as interrupted, not as running for ever
+    return [{**dataclasses.asdict(s), "created": _local_time(s.created)} for s in store.list()]
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m tlcore", description="Transfer Learning Lab engine")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("datasets", help="list the datasets and whether each works offline now")
     sub.add_parser("models", help="list the model zoo and whether each model's weights are here")
-    _plan_options(sub.add_parser("train", help="run one plan and print a JSON line"))
-    sub.add_parser("runs", help="list stored runs")
-    args = parser.parse_args(argv)
+    sub.add_parser("settings", help="list the TLCORE_* environment settings a host can use")
+    _plan_options(sub.add_parser("train", help="run one plan and print a JSON line", epilog=_EPILOG,
+                                 description="Run one plan: every option is a plan field.",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter))
+    sub.add_parser("runs", help="list stored runs (created: local time)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
+        from . import settings
+        settings.check_all()   # a bad TLCORE_* value fails here, naming it, not halfway through a run
         if args.command == "datasets":
             from .data import dataset_rows
             print(_table(dataset_rows()))
         elif args.command == "models":
             from .models import model_rows
             print(_table(model_rows()))
+        elif args.command == "settings":
+            print(_table(settings.rows()))
         elif args.command == "runs":
-            from .runs import RunStore
-            store = RunStore()
-            store.sweep()   # runs whose process was killed show as interrupted, not running
-            print(_table([dataclasses.asdict(s) for s in store.list()]))
+            print(_table(_run_rows()))
         elif args.command == "train":
             return _cmd_train(args)
     except TLCoreError as e:

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 from dataclasses import dataclass
 
 import torch
+
+from .settings import read
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,7 @@ class DevicePolicy:
 
 def _cpu_threads() -> int:
     # All physical cores; hyper-threads rarely help convolutions and a busy host hates oversubscription.
-    env = os.environ.get("TLCORE_CPU_THREADS")
-    return int(env) if env else max(1, os.cpu_count() or 1)
+    return read("TLCORE_CPU_THREADS")
 
 
 def _cpu_has_bf16() -> bool:
@@ -91,7 +91,7 @@ def pick(choice: str = "auto") -> DevicePolicy:
     # channels_last lets oneDNN pick its fast convolution kernels (1.45x on depthwise-heavy nets here);
     # bf16 autocast only where the CPU does bf16 arithmetic natively (AVX512-BF16 / AMX): 2.3-3.8x on
     # frozen features there. Whether training steps use it too depends on the model (for_model).
-    bf16 = _cpu_has_bf16() and os.environ.get("TLCORE_CPU_BF16", "1") != "0"
+    bf16 = _cpu_has_bf16() and read("TLCORE_CPU_BF16")
     return DevicePolicy(torch.device("cpu"), torch.bfloat16 if bf16 else None, True,
                         f"cpu ({threads} threads{', bf16 inference' if bf16 else ''})", train_amp=bf16)
 

@@ -30,7 +30,6 @@ from .train.plan import Plan
 
 ACTIVE = ("queued", "running")
 HEARTBEAT_S = 2.0              # how often a holder renews a run's heartbeat
-DEFAULT_GRACE_S = 60.0         # a heartbeat older than this means the holder is gone
 
 # Which process created a run: shown to people and kept for diagnosis (liveness is the heartbeat's job).
 _HOST = socket.gethostname()
@@ -39,8 +38,8 @@ INTERRUPTED = "interrupted: the process running it stopped (killed, crashed or r
 
 
 def grace_seconds() -> float:
-    v = os.environ.get("TLCORE_HEARTBEAT_GRACE_S")
-    return float(v) if v else DEFAULT_GRACE_S
+    from . import settings
+    return settings.read("TLCORE_HEARTBEAT_GRACE_S")
 class RunNotFound(TLCoreError, KeyError):
     def __str__(self) -> str:
         return f"no run with id {self.args[0]!r}"
@@ -144,9 +143,10 @@ class RunStore:
     def __init__(self, root: Path | str | None = None, *, url: str | None = None) -> None:
         self.root = Path(root) if root is not None else home_dir()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.url = url or os.environ.get("TLCORE_STORE_URL") or f"sqlite:///{self.root / 'runs.sqlite'}"
+        from . import settings
+        self.url = url or settings.read("TLCORE_STORE_URL") or f"sqlite:///{self.root / 'runs.sqlite'}"
         self.db = open_database(self.url)
-        artifacts = os.environ.get("TLCORE_ARTIFACTS_DIR")
+        artifacts = settings.read("TLCORE_ARTIFACTS_DIR")
         self.artifacts_root = Path(artifacts) if artifacts else self.root / "artifacts"
 
     @property

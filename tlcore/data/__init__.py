@@ -1,7 +1,7 @@
 """Datasets: a registry of sources that all come out as uint8 ImageSplits."""
 from .base import DatasetSpec, ImageSplits
-from .folder import load_folder
+from .folder import ArchiveSummary, load_folder, validate_archive
 from .registry import DATASETS, class_counts, dataset_rows, load_dataset, load_plan_data, register, sample_grid
 
-__all__ = ["DATASETS", "DatasetSpec", "ImageSplits", "class_counts", "dataset_rows", "load_dataset", "load_folder", "load_plan_data",
-           "register", "sample_grid"]
+__all__ = ["ArchiveSummary", "DATASETS", "DatasetSpec", "ImageSplits", "class_counts", "dataset_rows", "load_dataset",
+           "load_folder", "load_plan_data", "register", "sample_grid", "validate_archive"]

@@ -155,8 +155,9 @@ def _zip_digest(path: Path) -> str:
 
 def _identity(name: str, image_size: int, val_fraction: float, path: Path | None) -> str:
     """The full dataset's content identity: what it is made of, never where a plan's seed points."""
-    # v3: content identity for zips, and a split that no longer depends on the plan's seed.
-    ident: dict = {"name": name, "size": image_size, "val": val_fraction, "split_seed": SPLIT_SEED, "v": 3}
+    # v3: folder images are read class by class, and JPEGs decode at a reduced scale where it suffices.
+    # v4: content identity for zips, and a split that no longer depends on the plan's seed.
+    ident: dict = {"name": name, "size": image_size, "val": val_fraction, "split_seed": SPLIT_SEED, "v": 4}
     if path is not None:
         ident["path"] = str(path.resolve())
         ident["content"] = _tree_digest(path) if path.is_dir() else _zip_digest(path)
@@ -191,7 +192,7 @@ def _save_cache(splits: ImageSplits, file: Path) -> None:
 
 
 def _full(name: str, image_size: int, val_fraction: float, root: Path, path: Path | None,
-          download: bool) -> ImageSplits:
+          download: bool, display_name: str | None = None) -> ImageSplits:
     """Whole train/val splits at the stored size, from memory, the disk cache, or the source."""
     spec = DATASETS[name]
     key = _identity(name, image_size, val_fraction, path)
@@ -207,7 +208,8 @@ def _full(name: str, image_size: int, val_fraction: float, root: Path, path: Pat
             splits = None  # a torn cache file is only a miss
     if splits is None:
         if name == "folder":
-            splits = load_folder(path, image_size=image_size, seed=SPLIT_SEED, val_fraction=val_fraction)
+            splits = load_folder(path, image_size=image_size, seed=SPLIT_SEED, val_fraction=val_fraction,
+                                 display_name=display_name)
         elif spec.source == "bundled":
             splits = spec.load(root, image_size, SPLIT_SEED, val_fraction)
         else:
@@ -224,16 +226,20 @@ def _full(name: str, image_size: int, val_fraction: float, root: Path, path: Pat
 
 def load_dataset(name: str, *, image_size: int = 224, per_class: int | None = None, imbalance: float = 1.0,
                  seed: int = 0, val_fraction: float = 0.2, root: Path | str | None = None,
-                 path: str | Path | None = None, download: bool = True) -> ImageSplits:
+                 path: str | Path | None = None, download: bool = True,
+                 display_name: str | None = None) -> ImageSplits:
     """Any registered dataset as ImageSplits. `per_class` and `imbalance` shape the training split
     only, and `seed` only picks which training images they keep: the validation images are the
-    dataset's own, whatever the options, so every run on a dataset is scored on the same images."""
+    dataset's own, whatever the options, so every run on a dataset is scored on the same images.
+    `display_name` is what error messages call a folder dataset (an upload's file name); default: the path."""
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if name == "folder" and not path:
         raise DatasetError("the folder dataset needs a path to a directory or .zip")
+    if name == "folder" and not Path(path).exists():   # before anything stats it for the cache key
+        raise DatasetError(f"{display_name or path} does not exist")
     full = _full(name, image_size, val_fraction, Path(root) if root else data_dir(), Path(path) if path else None,
-                 download)
+                 download, display_name)
     keep = subsample(full.train_y, full.num_classes, per_class, imbalance, seed)
     if len(keep) == len(full.train_y):
         return full
@@ -249,7 +255,8 @@ def load_plan_data(plan, progress=None, *, root: Path | str | None = None) -> Im
 
     with downloads.reporting(progress) if progress is not None else contextlib.nullcontext():
         data = load_dataset(plan.dataset, image_size=plan.resolved_image_size(), per_class=plan.per_class,
-                            imbalance=plan.imbalance, seed=plan.seed, path=plan.dataset_path or None, root=root)
+                            imbalance=plan.imbalance, seed=plan.seed, path=plan.dataset_path or None, root=root,
+                            display_name=plan.dataset_name or None)
     if plan.dataset_name:
         data = dataclasses.replace(data, name=plan.dataset_name)
     return data

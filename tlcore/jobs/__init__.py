@@ -9,6 +9,6 @@ Host limits come from the constructor or the environment (tlcore.limits).
 """
 from .backends import Backend, ProcessBackend, ThreadBackend
 from .runner import JobRunner, QueueFull, device_of
-from .limits import Limits
+from ..limits import Limits
 
 __all__ = ["Backend", "JobRunner", "Limits", "ProcessBackend", "QueueFull", "ThreadBackend", "device_of"]

@@ -14,6 +14,7 @@ import os
 import threading
 from pathlib import Path
 
+from .. import settings
 from ..errors import TLCoreError
 from ..runs import RunStore
 from ..train.events import RunEnded
@@ -82,9 +83,9 @@ class RayBackend:
     def __init__(self, store: RunStore, address: str | None = None) -> None:
         import ray
         self.store = store
-        connect(address or os.environ["TLCORE_RAY_ADDRESS"])
+        connect(address or settings.read("TLCORE_RAY_ADDRESS"))
         self._remote = ray.remote(max_retries=0)(_task)
-        self.gpu_share = float(os.environ.get("TLCORE_RAY_GPU_FRACTION", "1"))   # <1: runs share a GPU
+        self.gpu_share = settings.read("TLCORE_RAY_GPU_FRACTION")   # below 1: runs share a GPU
 
     def _resources(self, plan) -> dict:
         from .runner import device_of

@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
 from typing import Callable
 
+from .. import settings
 from ..device import auto_device_type
 from ..errors import TLCoreError
 from ..runs import HEARTBEAT_S, RunStore
 from ..train.events import RunEnded
 from ..train.plan import Plan
 from .backends import Backend, ProcessBackend, ThreadBackend
-from .limits import Limits
+from ..limits import Limits
 
 log = logging.getLogger(__name__)
 FORCE_STOP_AFTER_S = 30.0      # a running run that ignores its stop flag this long is cancelled by force
@@ -39,7 +39,7 @@ def _make_backend(name: str, store: RunStore) -> Backend:
 
 
 def default_backend() -> str:
-    return "ray" if os.environ.get("TLCORE_RAY_ADDRESS") else "process"
+    return "ray" if settings.read("TLCORE_RAY_ADDRESS") else "process"
 
 
 class JobRunner:
@@ -47,11 +47,11 @@ class JobRunner:
                  train_fn: Callable | None = None, limits: Limits | None = None,
                  max_queued_per_owner: int | None = None) -> None:
         self.store = store
-        self.max_concurrent = max_concurrent or int(os.environ.get("TLCORE_MAX_CONCURRENT", "1"))  # per device
-        self.max_queued_per_owner = max_queued_per_owner or int(os.environ.get("TLCORE_MAX_QUEUED_PER_OWNER", "3"))
+        self.limits = limits if limits is not None else Limits.from_env()   # checks every setting first
+        self.max_concurrent = max_concurrent or settings.read("TLCORE_MAX_CONCURRENT")   # per device
+        self.max_queued_per_owner = max_queued_per_owner or settings.read("TLCORE_MAX_QUEUED_PER_OWNER")
         self.backend = _make_backend(backend or default_backend(), store) if not hasattr(backend, "run") else backend
         self.train_fn = train_fn            # None: the plan's kind decides (tlcore.kinds.run_plan)
-        self.limits = limits if limits is not None else Limits.from_env()
         self._queues: dict[str, deque[tuple[str, Plan, str]]] = {}   # device -> (run id, plan, owner)
         self._slots: dict[str, list[threading.Thread]] = {}
         self._running: set[str] = set()

@@ -22,13 +22,14 @@ from ..device import DevicePolicy
 from ..models.base import Network
 from ..models.fold import fold_batchnorm
 from ..paths import cache_dir
+from ..settings import read
 from .pipeline import Preprocess
 
 FEATURE_VERSION = 3  # bump when the way features are computed changes (3: content identity of data and weights)
 
 
 def _budget_bytes() -> int:
-    return int(os.environ.get("TLCORE_FEATURE_CACHE_MB", "2048")) * 2**20
+    return read("TLCORE_FEATURE_CACHE_MB") * 2**20
 
 
 def feature_key(identity: dict, cut: int) -> str:

@@ -42,7 +42,12 @@ from .strategies import frozen_groups_are_fixed, frozen_prefix_is_fixed
 from .strategies import steps_per_epoch as steps_per_epoch_for
 
 STEP_EVENT_INTERVAL_S = 0.25   # Step events are throttled: the UI redraws at ~1 Hz, the store need not see every step
-EVAL_BATCH = 256
+EVAL_BATCH = 256               # at most; never more than twice the training batch, which the host's memory check allows
+FEATURE_BATCH = {"cuda": 256}  # images per batch of the frozen-feature pass; 64 on other devices
+
+
+def eval_batch(plan: Plan) -> int:
+    return min(EVAL_BATCH, 2 * plan.batch_size)
 ShouldStop = Callable[[], bool]
 
 
@@ -174,7 +179,7 @@ def compute_features(net: Network, cut: int, prepared: Prepared, emit: Emit,
     d, policy = prepared.data, prepared.policy
     prefix = FrozenPrefix(net, cut, prepared.prep, policy)
     total = len(d.train_y) + len(d.val_y)
-    batch = 256 if policy.is_cuda else 64
+    batch = FEATURE_BATCH.get(policy.device.type, 64)
 
     def progress(offset: int) -> Callable[[int, int], None]:
         def tell(done: int, _n: int) -> None:
@@ -341,10 +346,11 @@ def evaluate(net: Network, src: Source, prepared: Prepared, should_stop: ShouldS
     net.eval()
     y = prepared.data.val_y.to(policy.device)
     losses, preds, confs = [], [], []
-    for start in range(0, len(y), EVAL_BATCH):
+    n = eval_batch(prepared.plan)
+    for start in range(0, len(y), n):
         check_stop(should_stop)
-        logits = _val_logits(net, src, slice(start, start + EVAL_BATCH), prepared)
-        losses.append(F.cross_entropy(logits, y[start:start + EVAL_BATCH], reduction="sum"))
+        logits = _val_logits(net, src, slice(start, start + n), prepared)
+        losses.append(F.cross_entropy(logits, y[start:start + n], reduction="sum"))
         conf, pred = logits.softmax(1).max(1)
         preds.append(pred)
         confs.append(conf)

@@ -24,14 +24,14 @@ STRATEGIES: tuple[str, ...] = get_args(Strategy)
 HEADS: tuple[str, ...] = get_args(Head)
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
 MAX_IMAGE_SIZE = 512
+MAX_SEED = 2**32 - 1
 MAX_IMBALANCE = 100
 
 
 @dataclass(frozen=True)
 class Plan:
-    # what runs: "train" (a strategy on a dataset), or a lab's kind ("probe", "dann", ...: tlcore.kinds)
-    kind: str = "train"
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)   # the kind's own settings, validated by it
+    kind: str = "train"               # what runs: a strategy on a dataset, or a lab's kind (tlcore.kinds)
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)   # the kind's own settings, checked by it
     # data
     dataset: str = "digits"
     dataset_path: str = ""            # folder / zip for dataset="folder"
@@ -193,6 +193,8 @@ def _validate(p: Plan) -> None:
         raise PlanError("epochs", "must be between 1 and 1000")
     if not 1 <= p.batch_size <= 4096:
         raise PlanError("batch_size", "must be between 1 and 4096")
+    if not 0 <= p.seed <= MAX_SEED:
+        raise PlanError("seed", f"must be a whole number from 0 to {MAX_SEED:,} (numpy and scikit-learn take no other)")
     if not 0 < p.lr <= 1.0:
         raise PlanError("lr", f"must be above 0 and at most 1 (got {p.lr}); typical values are 1e-4 to 1e-2")
     if p.per_class is not None and p.per_class < 2:

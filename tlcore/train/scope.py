@@ -18,6 +18,7 @@ from typing import Any, Callable
 import torch
 
 from ..errors import TLCoreError
+from ..memory import allocator_message, is_allocator_failure
 from .events import Emit, RunEnded
 
 
@@ -56,17 +57,9 @@ def outcome(exc: BaseException | None) -> tuple[str, str]:
         return "stopped", "aborted from the keyboard"
     if isinstance(exc, TLCoreError):
         return "failed", str(exc)
-    if _out_of_memory(exc):
-        return "failed", ("the device ran out of memory: try a smaller batch size or image size "
-                          "(or wait until another run on it has finished)")
+    if is_allocator_failure(exc):
+        return "failed", allocator_message(exc)
     return "failed", f"internal error: {type(exc).__name__}: {exc}"
-
-
-def _out_of_memory(e: BaseException) -> bool:
-    # CUDA has its own exception type; the CPU allocator, MPS and some cuBLAS paths raise a RuntimeError.
-    text = str(e)
-    return isinstance(e, torch.cuda.OutOfMemoryError) or (
-        isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text))
 
 
 class RunScope:
