@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import typing
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .errors import TLCoreError
 
@@ -181,18 +181,15 @@ def _checked_data(plan: Any) -> Any:
     return data
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
+def run_plan_here(plan: Any, summary: Callable[[Any, dict[str, int]], dict[str, Any]]) -> int:
+    """What every subcommand that runs a plan does (train and each lab's): check the data and the
+    host's limits, record the run, show a progress bar, keep its heartbeat, stop cleanly on Ctrl-C,
+    and end with one JSON line built by `summary(run, notes)`. Returns the exit code."""
     from .jobs.worker import Heartbeat
+    from .kinds import run_plan
     from .limits import Limits
     from .runs import RunStore
-    from .train.loop import train
-    from .train.plan import Plan, default_image_size
 
-    fields = {f.name for f in dataclasses.fields(Plan)}
-    options = {k: v for k, v in vars(args).items() if k in fields}
-    if options["image_size"] is None:
-        options["image_size"] = default_image_size(options["device"])
-    plan = Plan(**options)
     data = _checked_data(plan)
     Limits.from_env().check(plan, data)   # the host's limits hold for the command line as for the dashboard
     store = RunStore()
@@ -208,15 +205,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
         # The heartbeat tells servers sharing the store that this run lives; a `kill -9` stops it and
         # the next sweep ends the run as interrupted instead of leaving it "running" for ever.
         with _ctrl_c_stops(stop), Heartbeat(store, run_id):
-            train(plan, sink, stop.is_set, artifact_dir=store.artifact_dir(run_id))
+            run_plan(plan, sink, stop.is_set, store.artifact_dir(run_id))
     except KeyboardInterrupt:   # a second Ctrl-C: the run has already recorded that it was aborted
         print("\nerror: aborted from the keyboard", file=sys.stderr)
         return 130
     run = store.load(run_id)
-    print(json.dumps(_result(run, plan, data.notes)))
+    print(json.dumps(summary(run, data.notes)))
     if stop.is_set():
         return 130   # the shell's code for "ended by Ctrl-C", after a clean stop
     return 0 if run.status == "finished" else 1
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train.plan import Plan, default_image_size
+
+    fields = {f.name for f in dataclasses.fields(Plan)}
+    options = {k: v for k, v in vars(args).items() if k in fields}
+    if options["image_size"] is None:
+        options["image_size"] = default_image_size(options["device"])
+    plan = Plan(**options)
+    return run_plan_here(plan, lambda run, notes: _result(run, plan, notes))
 
 
 def _result(run: Any, plan: Any, notes: dict[str, int]) -> dict[str, Any]:
@@ -253,6 +261,9 @@ def _parser() -> argparse.ArgumentParser:
                                  description="Run one plan: every option is a plan field.",
                                  formatter_class=argparse.RawDescriptionHelpFormatter))
     sub.add_parser("runs", help="list stored runs (created: local time)")
+    from .labs import COMMANDS
+    for command in COMMANDS:   # each lab's subcommand: its options, then the plan it runs
+        command.add_arguments(sub.add_parser(command.name, help=command.help, description=command.description))
     return parser
 
 
@@ -273,6 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_table(_run_rows()))
         elif args.command == "train":
             return _cmd_train(args)
+        else:
+            from .labs import COMMANDS
+            command = next(c for c in COMMANDS if c.name == args.command)
+            return command.run(args)
     except TLCoreError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
