@@ -134,3 +134,33 @@ def test_progress_goes_only_to_the_thread_that_asked(server):
         assert mine == []
         download(www.parent / "mine.bin")
     assert mine[-1] == 300_000
+
+
+def test_prefetch_downloads_weights_with_progress_and_reports_each_name(server, hub_dir, monkeypatch, capsys):
+    from tlcore.__main__ import main
+
+    www, base = server
+    spec = MODELS["resnet18"]
+    name = spec.weights.url.rsplit("/", 1)[1]
+    torch.manual_seed(4)
+    torch.save(spec.build().state_dict(), www / name)
+    real_urlopen = urllib.request.urlopen
+    monkeypatch.setattr(torch.hub, "urlopen", lambda req, *a, **k: real_urlopen(
+        urllib.request.Request(f"{base}/{name}", headers=dict(req.header_items())), *a, **k))
+    assert main(["prefetch", "resnet18", "digits", "efficientnet_lite0"]) == 0
+    out, err = capsys.readouterr()
+    assert "MB" in err                                       # the progress bar
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert "downloaded" in rows["resnet18"] and "bundled" in rows["digits"] and "bundled" in rows["efficientnet_lite0"]
+    assert weights_status("resnet18") == "cached"
+    assert main(["prefetch", "resnet18"]) == 0 and "already here" in capsys.readouterr().out
+
+
+def test_prefetch_names_what_it_does_not_know_and_what_it_could_not_fetch(hub_dir, monkeypatch, capsys):
+    from tlcore.__main__ import main
+
+    assert main(["prefetch", "resnet18x"]) == 2
+    assert "resnet18x: not a dataset or a model" in capsys.readouterr().err
+    _offline(monkeypatch)
+    assert main(["prefetch", "mobilenet_v2"]) == 1
+    assert "failed" in capsys.readouterr().out

@@ -248,3 +248,20 @@ def test_the_similarity_probe_is_a_run_of_its_own_kind_through_the_queue(tmp_pat
     assert row.schema == "similarity" and row.values["samples"] == 200
     assert run.metrics["cnn_accuracy"] > 0.3 and run.metrics["pixel_accuracy"] > 0.3   # chance is 0.1
     runner.shutdown()
+
+
+def test_identical_features_asked_for_by_two_students_at_once_are_computed_once(tmp_path):
+    plan = TINY.replace(epochs=1, per_class=15)
+    results: list[list] = [[], []]
+
+    def student(i: int) -> None:   # separate caches over one folder: like two worker processes
+        train(plan, results[i].append, feature_cache=FeatureCache(tmp_path / "shared", 2**30))
+
+    threads = [threading.Thread(target=student, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    hits = [of(r, EpochEnded)[0].feature_cache_hit for r in results]
+    assert sorted(hits) == [False, True]
+    assert of(results[0], EpochEnded)[0].val_acc == of(results[1], EpochEnded)[0].val_acc

@@ -227,6 +227,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return run_plan_here(plan, lambda run, notes: _result(run, plan, notes))
 
 
+def _cmd_prefetch(args: argparse.Namespace) -> int:
+    from .prefetch import prefetch
+    bar = _Progress()
+    done = prefetch(args.names, lambda name, got, total: bar._bar(name, got / total if total else 0.0,
+                                                                  f"{got / 2**20:,.1f} MB"))
+    sys.stderr.write("\r\x1b[K")
+    print(_table([dataclasses.asdict(f) for f in done]))
+    return 0 if all(f.status != "failed" for f in done) else 1
+
+
 def _result(run: Any, plan: Any, notes: dict[str, int]) -> dict[str, Any]:
     """The JSON line `train` ends with."""
     last = run.epochs[-1] if run.epochs else None
@@ -261,6 +271,10 @@ def _parser() -> argparse.ArgumentParser:
                                  description="Run one plan: every option is a plan field.",
                                  formatter_class=argparse.RawDescriptionHelpFormatter))
     sub.add_parser("runs", help="list stored runs (created: local time)")
+    pre = sub.add_parser("prefetch", help="download datasets and model weights into their caches before a class",
+                         description="Fetch each named dataset or model now (names as `datasets` and `models` list "
+                                     "them), with a progress bar, so no student waits on a download.")
+    pre.add_argument("names", nargs="+", metavar="NAME", help="a dataset or a model name")
     from .labs import COMMANDS
     for command in COMMANDS:   # each lab's subcommand: its options, then the plan it runs
         command.add_arguments(sub.add_parser(command.name, help=command.help, description=command.description))
@@ -284,6 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_table(_run_rows()))
         elif args.command == "train":
             return _cmd_train(args)
+        elif args.command == "prefetch":
+            return _cmd_prefetch(args)
         else:
             from .labs import COMMANDS
             command = next(c for c in COMMANDS if c.name == args.command)

@@ -6,11 +6,13 @@ linear probe take seconds. Stored as float16: ample precision for training a hea
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import os
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
@@ -97,6 +99,43 @@ class FeatureCache:
 
     def fits(self, n_images: int, per_image_numel: int) -> bool:
         return n_images * per_image_numel * 2 <= self.budget
+
+    @contextlib.contextmanager
+    def computing(self, key: str, should_stop: Callable[[], bool] = lambda: False, poll_s: float = 0.2):
+        """Hold the right to compute `key`: several runs (threads, worker processes, other servers on a
+        shared cache folder) asking for the same features compute them once; the others wait here,
+        then find them with get(). A stop request ends the wait (should_stop raising is honoured)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f".{key}.lock", "a+") as f:
+            while not _try_lock(f):
+                if should_stop():
+                    from .scope import Stopped
+                    raise Stopped()
+                time.sleep(poll_s)
+            try:
+                yield
+            finally:
+                _unlock(f)
+
+
+def _try_lock(f) -> bool:
+    try:
+        import fcntl
+    except ImportError:   # Windows: no advisory locks here; two runs may then both compute (correct, slower)
+        return True
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _unlock(f) -> None:
+    try:
+        import fcntl
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    except ImportError:
+        pass
 
 
 class FrozenPrefix:

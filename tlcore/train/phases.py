@@ -156,11 +156,14 @@ def source_at(net: Network, cut: int, prepared: Prepared, cache: FeatureCache, e
         key = feature_key(identity if identity is not None else cache_identity(prepared), cut)
         pair, seconds = cache.get(key), 0.0
         if pair is None:
-            t = time.perf_counter()
-            pair = compute_features(net, cut, prepared, emit, should_stop)
-            seconds = time.perf_counter() - t
-            cache.put(key, *pair)
-        else:
+            with cache.computing(key, should_stop):   # students asking for the same features: computed once
+                pair = cache.get(key)
+                if pair is None:
+                    t = time.perf_counter()
+                    pair = compute_features(net, cut, prepared, emit, should_stop)
+                    seconds = time.perf_counter() - t
+                    cache.put(key, *pair)
+        if seconds == 0.0:
             emit(Phase("features", 1, 1, cache_hit=True))
         # Head-only features are small: keep fp32. Deeper cached maps stay half precision on a GPU.
         dtype = torch.float16 if cut < n_groups and policy.train_amp and policy.is_cuda else torch.float32
