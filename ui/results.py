@@ -8,6 +8,7 @@ from typing import Callable
 import pandas as pd
 import torch
 
+from tlcore import uploads
 from tlcore.errors import TLCoreError
 from tlcore.metrics import Report
 from tlcore.runs import Run, RunStore
@@ -39,11 +40,16 @@ def no_predictions_reason(run: Run) -> str:
 
 
 def cell_images(run: Run, preds: dict, true_class: int, pred_class: int, limit: int = 24,
-                loader: Callable = ui_data.load):
+                loader: Callable = ui_data.load, owner: str | None = None):
     """Validation images whose true class and prediction match the chosen cell, most confident first.
 
     The images are loaded again from the run's dataset, so first check that it still is the dataset
-    the run saw: the reloaded validation labels must equal the stored ones, image for image."""
+    the run saw: the reloaded validation labels must equal the stored ones, image for image. Someone
+    else's run on their private upload shows no images to `owner` (a shared dataset does)."""
+    if (owner is not None and run.plan.dataset == "folder"
+            and not uploads.readable(run.plan.dataset_path, owner)):
+        raise ImagesUnavailable("These images are private: they belong to another browser's upload. Its owner "
+                                "can share them with a link from the Share box.")
     try:
         data = loader(run.plan)
     except TLCoreError as e:   # DownloadRequired offline, DatasetError for a moved or broken folder
