@@ -71,6 +71,11 @@ def test_train_page_runs_digits_to_the_end_and_shows_a_confusion_matrix():
     assert any("Run finished" in s.value for s in at.success)
     assert "Confusion matrix" in charts(at)
     assert any(m.label == "Validation accuracy" and float(m.value) > 0.5 for m in at.metric)
+    # A feature extractor's epoch trains only the head on stored features: no bare "Images/s" for it.
+    labels = {m.label for m in at.metric}
+    assert "Images/s" not in labels
+    assert labels & {"Head images/s (on stored features)", "Head steps/s", "Backbone images/s (feature pass)"}
+    assert any(el.proto.text.startswith("Finished: 2 of 2 epochs") for el in at.get("progress"))
 
 
 def test_metrics_lab_shows_the_mean_and_f1_for_a_lopsided_classifier():
@@ -85,7 +90,8 @@ def test_a_bad_zip_upload_shows_the_engines_error():
     at = page("data")
     at.selectbox[0].set_value("folder").run()
     at.file_uploader[0].set_value(("photos.zip", b"this is not a zip", "application/zip")).run()
-    assert any("is not a zip archive" in e.value for e in at.error)
+    # Named as the learner's file, not the temporary one the server wrote it to.
+    assert any(e.value.startswith("photos.zip is not a zip archive") for e in at.error), [e.value for e in at.error]
 
 
 def test_the_plan_round_trips_through_the_url():
@@ -299,6 +305,7 @@ def test_the_model_file_is_read_only_when_downloaded(finished_run):
     model = next(p for label, p in buttons.items() if label.startswith("Download the trained model"))
     csv = buttons["Download metrics (CSV)"]
     assert csv.url and not model.url  # the model's bytes are not in memory: a callable reads them on click
+    assert model.ignore_rerun  # a click must not rerun the page: that replaced the file's link mid-download
 
 
 def test_a_logreg_run_says_why_there_is_no_model_file():
