@@ -86,13 +86,13 @@ def measure(post_gc: bool, tabs: int, seconds: float, tmp: Path, run_id: str) ->
                 page.goto(f"{url}/train?run={run_id}")
                 expect(page.get_by_text("Run feature_extractor").first).to_be_visible(timeout=180_000)
             time.sleep(5)   # every tab polling
-            c0, t0 = _cpu_seconds(proc.pid), time.monotonic()
+            c0, t0, rss0 = _cpu_seconds(proc.pid), time.monotonic(), _rss_mb(proc.pid)
             time.sleep(seconds)
             cpu = (_cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0)
             rss = _rss_mb(proc.pid)
             browser.close()
         return {"postScriptGC": post_gc, "tabs": tabs, "server_cpu_s_per_s": round(cpu, 3),
-                "per_tab": round(cpu / tabs, 3), "rss_mb": round(rss)}
+                "per_tab": round(cpu / tabs, 3), "rss_mb_start": round(rss0), "rss_mb_end": round(rss)}
     finally:
         proc.terminate()
         proc.wait(10)
