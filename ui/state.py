@@ -93,8 +93,10 @@ def _link_dataset(base: dict) -> None:
     try:
         u = uploads.resolve(ref or "", services.owner())
     except uploads.UploadNotFound as e:
-        st.warning(f"Ignored the link's dataset: {e}." if ref else
-                   "Ignored the link's dataset: it names no upload. Upload your images on the Data page.")
+        if ref:
+            st.warning(f"Ignored the link's dataset: {e}.")
+        elif "dataset_path" not in st.query_params:   # that one has had its note already
+            st.warning("Ignored the link's dataset: it names no upload. Upload your images on the Data page.")
         base.update(dataset=default_plan().dataset, dataset_path="", dataset_name="")
         return
     base.update(dataset="folder", dataset_path=str(u.path), dataset_name=u.name)
