@@ -3,9 +3,15 @@
 (Not `pages/`: Streamlit treats a folder of that name as the old automatic page list, which
 hijacks the sidebar when someone opens a deep link such as /train.)
 """
+from pathlib import Path
+
 import streamlit as st
 
-st.set_page_config(page_title="Transfer Learning Lab", page_icon=":material/psychology:", layout="wide")
+# A local file, not an emoji or a :material/ icon: those favicons are fetched from the internet,
+# and a classroom offline would get a broken one.
+ICON = str(Path(__file__).resolve().parent / "assets" / "icon.png")
+
+st.set_page_config(page_title="Transfer Learning Lab", page_icon=ICON, layout="wide")
 
 PAGES = [
     st.Page("views/home.py", title="Home", icon=":material/home:", default=True),

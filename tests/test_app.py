@@ -22,8 +22,11 @@ def _fresh_services():
     st.cache_resource.clear()
 
 
-def page(name: str, **query: str) -> AppTest:
+def page(name: str, owner: str | None = None, **query: str) -> AppTest:
+    """Open a page as a browser would; `owner` stands for the id a returning browser's cookie carries."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    if owner is not None:
+        at.session_state["owner"] = owner
     for k, v in query.items():
         at.query_params[k] = v
     at.run()
@@ -68,6 +71,11 @@ def test_train_page_runs_digits_to_the_end_and_shows_a_confusion_matrix():
     assert any("Run finished" in s.value for s in at.success)
     assert "Confusion matrix" in charts(at)
     assert any(m.label == "Validation accuracy" and float(m.value) > 0.5 for m in at.metric)
+    # A feature extractor's epoch trains only the head on stored features: no bare "Images/s" for it.
+    labels = {m.label for m in at.metric}
+    assert "Images/s" not in labels
+    assert labels & {"Head images/s (on stored features)", "Head steps/s", "Backbone images/s (feature pass)"}
+    assert any(el.proto.text.startswith("Finished: 2 of 2 epochs") for el in at.get("progress"))
 
 
 def test_metrics_lab_shows_the_mean_and_f1_for_a_lopsided_classifier():
@@ -82,7 +90,8 @@ def test_a_bad_zip_upload_shows_the_engines_error():
     at = page("data")
     at.selectbox[0].set_value("folder").run()
     at.file_uploader[0].set_value(("photos.zip", b"this is not a zip", "application/zip")).run()
-    assert any("is not a zip archive" in e.value for e in at.error)
+    # Named as the learner's file, not the temporary one the server wrote it to.
+    assert any(e.value.startswith("photos.zip is not a zip archive") for e in at.error), [e.value for e in at.error]
 
 
 def test_the_plan_round_trips_through_the_url():
@@ -182,18 +191,6 @@ def test_train_page_forgets_a_run_that_does_not_exist():
     assert not at.exception
 
 
-def test_time_left_counts_only_the_training_still_to_do():
-    from tlcore.train.events import Step
-    from ui import widgets
-
-    last = Step(epoch=0, step=9, total_steps=110, steps_per_epoch=11, loss=1.0, lrs=(1e-3,), images_per_s=100.0)
-    assert widgets.time_left(last, batch_size=64, train_size=1000) == pytest.approx(100 * 64 / 100)
-    assert widgets.time_left(last, batch_size=64, train_size=32) == pytest.approx(100 * 32 / 100)  # one small batch
-    assert widgets.time_left(Step(0, 9, 110, 11, 1.0, (1e-3,), 0.0), 64, 1000) is None
-    done = Step(epoch=9, step=109, total_steps=110, steps_per_epoch=11, loss=1.0, lrs=(1e-3,), images_per_s=50.0)
-    assert widgets.time_left(done, 64, 1000) == 0
-
-
 def test_compare_deletes_any_of_your_runs_and_stops_active_ones():
     from tlcore.train.events import Phase, RunEnded
     from ui import services
@@ -207,7 +204,7 @@ def test_compare_deletes_any_of_your_runs_and_stops_active_ones():
     store.append(busy, Phase("data", 0, 1))  # queued, as if another server process held it
     theirs = store.create(plan, owner="someone")
     store.append(theirs, RunEnded("finished", seconds=1.0))
-    at = page("compare", me="me1")
+    at = page("compare", owner="me1")
     box = next(m for m in at.multiselect if m.label == "Your runs to delete")
     assert len(box.options) == 2  # both of mine (not picked for comparison), never someone else's
     box.set_value([done, busy]).run()
@@ -222,7 +219,7 @@ def test_compare_deletes_any_of_your_runs_and_stops_active_ones():
 def test_a_webcam_photo_is_saved_once():
     from ui import data as ui_data
 
-    at = page("data", me="cam1")
+    at = page("data", owner="cam1")
     at.selectbox[0].set_value("folder").run()
     at.camera_input[0].set_value(("shot.jpg", b"\xff\xd8 one photo", "image/jpeg")).run()
     assert any("now has 1 shot" in s.value for s in at.success)
@@ -308,6 +305,7 @@ def test_the_model_file_is_read_only_when_downloaded(finished_run):
     model = next(p for label, p in buttons.items() if label.startswith("Download the trained model"))
     csv = buttons["Download metrics (CSV)"]
     assert csv.url and not model.url  # the model's bytes are not in memory: a callable reads them on click
+    assert model.ignore_rerun  # a click must not rerun the page: that replaced the file's link mid-download
 
 
 def test_a_logreg_run_says_why_there_is_no_model_file():
@@ -321,20 +319,338 @@ def test_a_logreg_run_says_why_there_is_no_model_file():
 
 
 def test_a_link_cannot_point_the_dataset_at_any_server_folder(tmp_path):
-    from ui import data as ui_data, state
+    from ui import data as ui_data
 
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.query_params.update(dataset="folder", dataset_path=str(tmp_path))
-    at.run()  # the page the link opens (Home) says so
-    assert any("Ignored the link's dataset folder" in w.value for w in at.warning)
-    assert "dataset_path" not in at.query_params
-    assert at.session_state["plan"]["dataset_path"] == "" and at.session_state["plan"]["dataset"] == "digits"
-    inside = ui_data.uploads_root() / "abc" / "1234.zip"
-    assert state.upload_path_allowed(str(inside))
-    assert not state.upload_path_allowed(str(ui_data.uploads_root() / ".." / "elsewhere"))
-    assert not state.upload_path_allowed("/etc")
+    # Not a folder elsewhere on the server, and not a folder inside the uploads area either:
+    # a link names an upload only by its reference (see test_uploads_stay_private).
+    for folder in (tmp_path, ui_data.uploads_root() / "private"):
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.query_params.update(dataset="folder", dataset_path=str(folder))
+        at.run()  # the page the link opens (Home) says so
+        assert not at.exception
+        assert any("Ignored the link's dataset folder" in w.value for w in at.warning)
+        assert "dataset_path" not in at.query_params
+        assert at.session_state["plan"]["dataset_path"] == "" and at.session_state["plan"]["dataset"] == "digits"
 
 
 def test_the_strategy_guide_marks_your_datas_place_on_the_grid():
     at = page("strategy_guide")
     assert "your data" in charts(at)
+
+
+# --- issues 9 and 10: controls that keep their value, links that are checked, identity, uploads --
+def open_link(name: str, owner: str | None = None, **query: str) -> AppTest:
+    """Open a link straight onto a page (what a student clicking a teacher's link does)."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    if owner is not None:
+        at.session_state["owner"] = owner
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.switch_page(views(name)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def qp(at: AppTest, name: str) -> str | None:
+    value = at.query_params.get(name)
+    return value[0] if isinstance(value, list) else value
+
+
+def control(at: AppTest, label: str):
+    for kind in ("radio", "selectbox", "number_input", "slider", "select_slider", "toggle"):
+        for w in getattr(at, kind):
+            if w.label == label:
+                return w
+    raise KeyError(label)
+
+
+def change_twice(at: AppTest, rows) -> None:
+    """Change every control in `rows` (field, label, first, second) twice in a row, one rerun per change;
+    each keeps the second value, in the widget, the plan and the address bar."""
+    for i in (2, 3):
+        for _field, label, *values in rows:
+            control(at, label).set_value(values[i - 2])
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+    for name, label, _first, second in rows:
+        assert control(at, label).value == second, label
+        assert at.session_state["plan"][name] == second, name
+        assert qp(at, name) == (None if second == state_default(name) else str(second)), name
+
+
+def state_default(name: str):
+    from ui import state
+    return state.default_plan().to_dict()[name]
+
+
+TRAIN_TWICE = [
+    ("strategy", "Strategy", "fine_tune_all", "scratch"),
+    ("head", "Head", "mlp", "linear"),
+    ("bn", "BatchNorm in frozen groups", "train", "frozen"),
+    ("augment", "Augment (random crops and flips on the device)", True, False),
+    ("epochs", "Epochs", 5, 7),
+    ("batch_size", "Batch size", 32, 128),
+    ("lr", "Learning rate (head)", 3e-4, 3e-3),
+    ("optimizer", "Optimiser", "sgd", "adamw"),
+    ("factor", "Discriminative factor (1 = off)", 3.0, 4.5),
+    ("cut_frac", "STLR cut_frac (warm-up share)", 0.2, 0.3),
+    ("ratio", "STLR ratio (peak ÷ lowest)", 10.0, 20.0),
+    ("seed", "Seed", 5, 6),
+]
+
+
+def test_every_train_control_keeps_a_second_change_in_a_row():
+    at = page("train", image_size="32")
+    change_twice(at, TRAIN_TWICE)
+    change_twice(at, [("strategy", "Strategy", "gradual_unfreeze", "fine_tune_top"),
+                      ("schedule", "Schedule", "constant", "cosine")])
+    change_twice(at, [("top_groups", "Top layer groups to fine-tune", 2, 3),
+                      ("warmup_frac", "Warm-up share", 0.1, 0.2)])
+    # A reload (the same address) and the share link both give back exactly this plan.
+    final = dict(at.session_state["plan"])
+    params = {k: qp(at, k) for k in at.query_params}
+    again = page("train", **params)
+    assert dict(again.session_state["plan"]) == final
+    assert control(again, "Epochs").value == 7 and control(again, "Strategy").value == "fine_tune_top"
+
+
+def test_every_data_and_model_control_keeps_a_second_change_in_a_row():
+    at = page("data")
+    change_twice(at, [("per_class", "Images per class for training (0 = all)", 50, 100),
+                      ("imbalance", "Class imbalance (largest ÷ smallest class)", 2.0, 3.5),
+                      ("image_size", "Image size fed to the model (px)", 64, 128)])
+    navigate(at, "model")
+    change_twice(at, [("model", "Pretrained CNN", "resnet18", "mobilenet_v2"),
+                      ("strategy", "Strategy", "fine_tune_all", "scratch")])
+    navigate(at, "train")   # the other pages show what was chosen, and keep the data settings
+    assert control(at, "Strategy").value == "scratch"
+    assert at.session_state["plan"]["per_class"] == 100 and at.session_state["plan"]["image_size"] == 128
+
+
+def test_a_lesson_link_keeps_hidden_values_while_visible_controls_change_twice():
+    at = page("train", hide="epochs,seed", epochs="4", seed="9", image_size="32")
+    change_twice(at, [("lr", "Learning rate (head)", 3e-4, 3e-3), ("optimizer", "Optimiser", "sgd", "adamw")])
+    assert at.session_state["plan"]["epochs"] == 4 and qp(at, "epochs") == "4" and qp(at, "seed") == "9"
+    assert qp(at, "hide") == "epochs,seed"
+    locked = page("train", lesson="1", epochs="4", image_size="32")
+    assert all(w.disabled for w in [*locked.number_input, *locked.radio, *locked.selectbox])
+    assert control(locked, "Epochs").value == 4
+
+
+@pytest.mark.parametrize("name, query, ignored", [
+    ("train", {"seed": "-1", "factor": "20", "ratio": "5000", "epochs": "0", "batch_size": "4096",
+               "hide": "batch_size"}, ["seed", "factor", "ratio", "epochs", "batch_size"]),
+    ("train", {"seed": str(2**32), "lr": "5", "strategy": "nope", "cut_frac": "0.9"},
+     ["seed", "lr", "strategy", "cut_frac"]),
+    ("data", {"per_class": "20000", "image_size": "512", "imbalance": "50", "augment": "maybe"},
+     ["per_class", "image_size", "imbalance", "augment"]),
+])
+def test_a_crafted_link_is_checked_against_the_controls_bounds(name, query, ignored):
+    at = open_link(name, **({"image_size": "32"} | query))
+    notes = " ".join(w.value for w in at.warning)
+    for field in ignored:
+        assert f"Ignored the link's value for {field}" in notes, (field, notes)
+        assert at.session_state["plan"][field] == state_default(field), field
+
+
+def test_a_seed_the_control_can_show_is_taken_from_the_link():
+    at = page("train", seed="2000000", image_size="32")
+    assert at.session_state["plan"]["seed"] == 2000000 and control(at, "Seed").value == 2000000
+
+
+@pytest.mark.parametrize("name", ["data", "train"])
+def test_a_link_to_a_missing_upload_says_so_without_a_traceback(name):
+    from ui import data as ui_data
+
+    missing = str(ui_data.uploads_root() / "nope.zip")
+    at = open_link(name, dataset="folder", dataset_path=missing)
+    assert any("Ignored the link's dataset" in w.value for w in at.warning)
+    assert at.session_state["plan"]["dataset"] == "digits"
+    assert not any(missing in e.value for e in at.error)
+    at = open_link(name, dataset="folder", upload="zip-0123456789abcdef")
+    assert any("not one of your uploads" in w.value for w in at.warning)
+
+
+def image_zip(classes=("cats", "dogs"), per_class: int = 4) -> bytes:
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for c, cls in enumerate(classes):
+            for i in range(per_class):
+                img = io.BytesIO()
+                Image.new("RGB", (16, 16), (40 * i, 200 * c, 90)).save(img, "PNG")
+                z.writestr(f"{cls}/{i}.png", img.getvalue())
+    return buf.getvalue()
+
+
+def upload(at: AppTest, name: str, data: bytes) -> AppTest:
+    control(at, "Dataset").set_value("folder").run()
+    at.file_uploader[0].set_value((name, data, "application/zip")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_a_long_old_me_link_then_an_upload_works():
+    at = upload(page("data", me="x" * 300), "mine.zip", image_zip())
+    assert "me" not in at.query_params
+    assert at.session_state["plan"]["dataset"] == "folder" and not at.error
+
+
+def test_an_old_me_link_grants_no_identity():
+    from tlcore.train.events import RunEnded
+
+    store = RunStore()
+    victim = store.create(Plan(image_size=32), owner="victim1")
+    store.append(victim, RunEnded("finished", seconds=1.0))
+    at = page("compare", me="victim1")
+    assert "me" not in at.query_params and at.session_state["owner"] != "victim1"
+    assert next(m for m in at.multiselect if m.label == "Your runs to delete").options == []
+
+
+def test_a_first_visit_gets_a_private_token_kept_in_a_cookie(monkeypatch):
+    from ui import services
+
+    at = page("home")
+    me = at.session_state["owner"]
+    assert services._TOKEN.fullmatch(me)
+    scripts = [el.proto.body for el in at.get("html")]
+    assert any("document.cookie" in s and me in s and "SameSite=Strict" in s for s in scripts)
+    assert me not in " ".join(f"{k}={v}" for k, v in at.query_params.items())
+    monkeypatch.setattr(services, "_cookie", lambda: "returning-browser-token-123456")
+    back = page("home")   # the next visit: the cookie says who this is, and nothing is written again
+    assert back.session_state["owner"] == "returning-browser-token-123456"
+    assert not any("document.cookie" in el.proto.body for el in back.get("html"))
+
+
+def test_a_signed_in_account_is_the_owner_when_the_host_configures_login():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.user = {"is_logged_in": True, "sub": "student-7", "iss": "https://idp.example"}
+    at.run()
+    owner = at.session_state["owner"]
+    assert owner.startswith("oidc-") and "student-7" not in owner
+    assert not any("document.cookie" in el.proto.body for el in at.get("html"))
+
+
+def test_uploads_stay_private_and_are_shared_only_on_purpose():
+    from types import SimpleNamespace
+    from urllib.parse import parse_qsl, urlsplit
+
+    from ui import results as ui_results
+
+    alice = upload(page("data", owner="alice-browser-token-000001"), "holiday_cats.zip", image_zip())
+    plan = dict(alice.session_state["plan"])
+    assert plan["dataset"] == "folder" and plan["dataset_name"] == "holiday_cats.zip"
+    ref = qp(alice, "upload")
+    assert ref.startswith("zip-") and "dataset_path" not in alice.query_params
+    assert "alice" not in plan["dataset_path"]
+    assert not any("upload=" in c.value for c in alice.code)   # not shared unless she says so
+    # Bob opens Alice's address bar, or crafts a link to her file: neither opens it.
+    for query in ({"upload": ref}, {"dataset_path": plan["dataset_path"]}):
+        bob = open_link("data", owner="bob-browser-token-0000001", dataset="folder", **query)
+        assert any("Ignored the link's dataset" in w.value for w in bob.warning)
+        assert bob.session_state["plan"]["dataset"] == "digits"
+    private_run = SimpleNamespace(plan=Plan(**plan))
+    with pytest.raises(ui_results.ImagesUnavailable, match="private"):
+        ui_results.cell_images(private_run, {}, 0, 0, owner="bob-browser-token-0000001")
+    # Alice shares on purpose: the link carries a token that names no one, and Carol can train on it.
+    next(t for t in alice.toggle if t.label.startswith("Include my images")).set_value(True).run()
+    link = next(c.value for c in alice.code if "upload=" in c.value)
+    query = dict(parse_qsl(urlsplit(link).query))
+    assert query["upload"].startswith("share-") and "alice" not in link
+    carol = open_link("strategy_guide", owner="carol-browser-token-00001", **query)
+    assert carol.session_state["plan"]["dataset_name"] == "holiday_cats.zip"
+    assert any("Your data: holiday_cats.zip" in h.value for h in carol.subheader)
+
+
+def finished_runs_on_two_datasets(owner: str) -> tuple[str, str]:
+    from tlcore.train.events import EpochEnded, RunEnded
+
+    store = RunStore()
+    ids = []
+    for plan in (Plan(image_size=32), Plan(image_size=32, dataset="folder", dataset_path="/x/a.zip",
+                                           dataset_name="holiday_cats.zip")):
+        run_id = store.create(plan, owner=owner)
+        store.append(run_id, EpochEnded(0, 1.0, 1.0, 0.5, ((1, 0), (0, 1)), (1.0, 1.0), (1.0, 1.0), (1.0, 1.0),
+                                        0.5, (), 1.0, 10.0))
+        store.append(run_id, RunEnded("finished", seconds=1.0))
+        ids.append(run_id)
+    return ids[0], ids[1]
+
+
+def test_compare_names_uploads_and_does_not_mix_datasets_by_default():
+    digits_run, upload_run = finished_runs_on_two_datasets("cmp-owner-token-000000001")
+    at = page("compare", owner="cmp-owner-token-000000001")
+    chosen = next(m for m in at.multiselect if m.label == "Runs to compare")
+    assert chosen.value == [upload_run]   # the latest run's dataset only
+    assert "holiday_cats.zip" in chosen.format_func(upload_run) and "folder" not in chosen.format_func(upload_run)
+    table = at.dataframe[0].value
+    assert list(table["dataset"]) == ["holiday_cats.zip"]
+    chosen.set_value([upload_run, digits_run]).run()
+    assert any("different datasets" in w.value for w in at.warning)
+
+
+def test_your_images_without_an_upload_says_what_to_upload():
+    at = page("data")
+    control(at, "Dataset").set_value("folder").run()
+    assert any("No images yet" in i.value and ".zip" in i.value for i in at.info)
+    assert "Training images per class" not in charts(at)   # not the digits preview any more
+
+
+def test_the_strategy_guide_says_how_many_images_it_really_probes():
+    at = page("strategy_guide", per_class="20", image_size="32")
+    text = " ".join(m.value for m in at.markdown)
+    assert "all 200 training images" in text and "400" not in text
+
+
+def test_a_pixel_svm_run_is_shown_as_an_svm():
+    store = RunStore()
+    plan = Plan(strategy="pixel_svm", image_size=32, per_class=20)
+    run_id = store.create(plan, owner="someone")
+    train(plan, lambda e: store.append(run_id, e), artifact_dir=store.artifact_dir(run_id))
+    at = page("train", run=run_id)
+    assert any("raw pixels" in h.value and "efficientnet" not in h.value for h in at.subheader)
+    assert not [m for m in at.metric if m.label == "Epoch"]
+    assert "Loss" not in charts(at) and "Confusion matrix" in charts(at)
+    texts = [el.proto.text for el in at.get("progress")]
+    assert any(t.startswith("Finished") for t in texts) and not any("Fitting" in t for t in texts)
+
+
+def test_a_failed_run_shows_its_banner_without_a_stale_progress_bar():
+    from tlcore.train.events import Phase, RunEnded
+
+    store = RunStore()
+    run_id = store.create(Plan(image_size=32), owner="someone")
+    store.append(run_id, Phase("features", 3, 10))
+    store.append(run_id, RunEnded("failed", "interrupted: the server restarted before this run finished"))
+    at = page("train", run=run_id)
+    assert any("interrupted" in e.value for e in at.error)
+    assert not at.get("progress")
+
+
+def test_a_watching_tab_reads_only_the_new_events(monkeypatch):
+    from tlcore.train.events import RunStarted, Step
+    from ui import services
+
+    store = services.store()
+    plan = Plan(image_size=32, epochs=2)
+    run_id = store.create(plan, owner="watcher-token-00000000001")
+    store.append(run_id, RunStarted(plan.to_dict(), "cpu", 10, 10, ("a", "b"), 64, 16, ("x", "y"),
+                                    steps_per_epoch=4))
+    store.append(run_id, Step(0, 0, 8, 4, 1.0, (0.0, 0.0, 1e-3), 100.0))
+    full_loads, since = [], []
+    load, events_since = RunStore.load, RunStore.events_since
+    monkeypatch.setattr(RunStore, "load", lambda self, rid, with_steps=True: (
+        full_loads.append(rid) if with_steps else None, load(self, rid, with_steps=with_steps))[1])
+    monkeypatch.setattr(RunStore, "events_since", lambda self, rid, seq=-1: (
+        since.append(seq), events_since(self, rid, seq))[1])
+    at = page("train", owner="watcher-token-00000000001", run=run_id)
+    store.append(run_id, Step(0, 1, 8, 4, 0.9, (0.0, 0.0, 1e-3), 100.0))
+    at.run()
+    assert not at.exception
+    assert any("step 2/8" in el.proto.text for el in at.get("progress"))
+    assert run_id not in full_loads        # never every step again
+    assert since == [-1, 1]               # the second look asks only for what came after event 1

@@ -72,7 +72,7 @@ def lr_curves(lrs: np.ndarray, group_names: Sequence[str], x: Sequence[float] | 
     for g, name in enumerate(group_names):
         y = np.where(lrs[:, g] > 0, lrs[:, g], np.nan)
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name, line=dict(color=PALETTE[g % len(PALETTE)])))
-    fig.update_yaxes(type="log")
+    fig.update_yaxes(type="log", **log_decade_ticks(lrs[lrs > 0]))
     return _layout(fig, title, "epoch", "learning rate")
 
 
@@ -264,3 +264,18 @@ def strategy_grid(rules: dict, size: str | None = None, similarity: str | None =
                      showgrid=False, zeroline=False)
     fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white")
     return fig
+
+
+# --- dashboard mends (issue 9): labelled decades on log axes ------------------------------------------
+def log_decade_ticks(values) -> dict:
+    """A log axis that spans whole decades with a label on every one, the top decade included
+    (plotly's automatic ticks can leave the decade above the data unlabelled)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if not len(v):
+        return {}
+    lo, hi = int(np.floor(np.log10(v.min()))), int(np.ceil(np.log10(v.max())))
+    hi = max(hi, lo + 1)
+    decades = list(range(lo, hi + 1))
+    return dict(range=[lo - 0.05, hi + 0.05], tickvals=[10.0 ** k for k in decades],
+                ticktext=[f"1e{k}" if k else "1" for k in decades])

@@ -1,59 +1,40 @@
-"""Where uploads and webcam shots go (a per-browser folder under the cache), and dataset loading."""
+"""Uploads and webcam shots (private to each browser, see tlcore.uploads), and dataset loading."""
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 from typing import MutableMapping
 
-from tlcore import downloads
-from tlcore.data import ImageSplits, load_folder, load_plan_data
-from tlcore.paths import cache_dir
+from tlcore import downloads, uploads
+from tlcore.data import DATASETS, ImageSplits, load_plan_data, validate_archive
+from tlcore.errors import DatasetError
 from tlcore.train.plan import Plan
 
 
 def uploads_root() -> Path:
-    """Every upload and webcam shot lives under here; a shared link may point only inside it."""
-    return cache_dir() / "uploads"
+    """Every upload and webcam shot lives under here."""
+    return uploads.root_dir()
 
 
-def _session_dir(owner: str) -> Path:
-    return uploads_root() / re.sub(r"[^A-Za-z0-9_-]", "_", owner)
+def check_archive(path: Path) -> None:
+    """Refuse a bad archive before it is kept: its structure, class folders and image headers are
+    checked without decoding any image (the one full decode happens when a run or a preview needs it).
+    The file is named as the learner's upload, so the engine's message names their file."""
+    validate_archive(path, display_name=path.name)
 
 
-def save_upload(data: bytes, filename: str, owner: str) -> Path:
-    """Store an uploaded zip under a content-addressed name, after the engine has accepted it.
-
-    The archive is validated (and fully decoded) before it is kept, so a bad upload leaves nothing.
-    """
-    folder = _session_dir(owner)
-    folder.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    final = folder / f"{digest}.zip"
-    if final.exists():
-        return final
-    tmp = folder / f".{digest}.part"
-    tmp.write_bytes(data)
-    try:
-        load_folder(tmp, image_size=32)
-    except Exception:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.rename(final)
-    return final
+def save_upload(data: bytes, filename: str, owner: str) -> uploads.Upload:
+    """Keep an uploaded zip (after the engine accepted it) as one of this browser's datasets."""
+    ref = uploads.save(owner, filename, data, check=check_archive)
+    return uploads.resolve(ref, owner)
 
 
 def webcam_dir(owner: str) -> Path:
-    return _session_dir(owner) / "webcam"
+    return uploads.webcam_dir(owner)
 
 
 def save_shot(jpeg: bytes, class_name: str, owner: str) -> int:
-    safe = re.sub(r"[^A-Za-z0-9 _-]", "_", class_name).strip() or "class"
-    folder = webcam_dir(owner) / safe
-    folder.mkdir(parents=True, exist_ok=True)
-    n = len(list(folder.glob("*.jpg")))
-    (folder / f"shot_{n:04d}.jpg").write_bytes(jpeg)
-    return n + 1
+    return uploads.save_shot(owner, class_name, jpeg)
 
 
 def save_new_shot(jpeg: bytes, class_name: str, owner: str, memory: MutableMapping) -> int | None:
@@ -69,12 +50,28 @@ def save_new_shot(jpeg: bytes, class_name: str, owner: str, memory: MutableMappi
 
 
 def webcam_counts(owner: str) -> dict[str, int]:
-    root = webcam_dir(owner)
-    if not root.is_dir():
-        return {}
-    return {d.name: len(list(d.glob("*.jpg"))) for d in sorted(root.iterdir()) if d.is_dir()}
+    return uploads.webcam_counts(owner)
+
+
+def dataset_title(plan: Plan) -> str:
+    """What people call the plan's dataset: an upload's file name, or the registry's title."""
+    if plan.dataset == "folder":
+        return plan.dataset_name or "your images"
+    return DATASETS[plan.dataset].title if plan.dataset in DATASETS else plan.dataset
+
+
+def dataset_short(plan: Plan) -> str:
+    """The dataset in a run's name: the registry key, or the upload's own name."""
+    return (plan.dataset_name or "your images") if plan.dataset == "folder" else plan.dataset
 
 
 def load(plan: Plan, progress: downloads.Progress | None = None) -> ImageSplits:
-    """The plan's dataset; a first use downloads it, reporting its bytes to `progress`."""
-    return load_plan_data(plan, progress)
+    """The plan's dataset; a first use downloads it, reporting its bytes to `progress`.
+
+    An upload's errors name the upload, never the folder it is kept in on the server."""
+    try:
+        return load_plan_data(plan, progress)
+    except DatasetError as e:
+        if plan.dataset_path and plan.dataset_path in str(e):
+            raise DatasetError(str(e).replace(plan.dataset_path, dataset_title(plan))) from None
+        raise

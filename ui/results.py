@@ -7,7 +7,7 @@ from typing import Callable
 
 import pandas as pd
 
-from tlcore import artifacts
+from tlcore import artifacts, uploads
 from tlcore.artifacts import ImagesUnavailable, no_predictions_reason  # noqa: F401  (the page's names)
 from tlcore.metrics import Report
 from tlcore.runs import Run, RunStore
@@ -20,8 +20,13 @@ def predictions(store: RunStore, run: Run) -> dict | None:
 
 
 def cell_images(run: Run, preds: dict, true_class: int, pred_class: int, limit: int = 24,
-                loader: Callable = ui_data.load):
-    """The validation images behind a cell (tlcore.artifacts.cell_images, with the page's loader)."""
+                loader: Callable = ui_data.load, owner: str | None = None):
+    """The validation images behind a cell (tlcore.artifacts.cell_images, with the page's loader).
+    Someone else's run on their private upload shows no images to `owner` (a shared dataset does)."""
+    if (owner is not None and run.plan.dataset == "folder"
+            and not uploads.readable(run.plan.dataset_path, owner)):
+        raise ImagesUnavailable("These images are private: they belong to another browser's upload. Its owner "
+                                "can share them with a link from the Share box.")
     return artifacts.cell_images(run, preds, true_class, pred_class, limit, loader)
 
 

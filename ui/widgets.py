@@ -4,23 +4,16 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from tlcore import plots
+from tlcore import plots, progress as run_progress
 from tlcore.errors import PlanError
 from tlcore.models import MODELS
 from tlcore.runs import ACTIVE, Run, RunNotFound, RunSummary
-from tlcore.train.events import Step
+from tlcore.train.events import Phase, RunEnded, Step
 from tlcore.train.strategies import cut_schedule
 
-from . import services, state
+from . import controls, data as ui_data, services, state
 
-STRATEGY_LABELS = {
-    "feature_extractor": "Feature extractor (frozen backbone, new head)",
-    "fine_tune_top": "Fine-tune the top layer groups",
-    "fine_tune_all": "Fine-tune everything",
-    "gradual_unfreeze": "Gradual unfreezing (ULMFiT)",
-    "scratch": "Train from scratch (random weights)",
-    "pixel_svm": "SVM on raw pixels (no network)",
-}
+STRATEGY_LABELS = controls.STRATEGY_LABELS
 
 
 def show_error(err: PlanError | None, *fields: str) -> None:
@@ -35,18 +28,15 @@ def apply(**changes) -> None:
         st.error(f"Not applied — {err}")
 
 
-def strategy_controls(plan, lock: bool) -> dict:
+def strategy_controls(plan, lock: bool = False) -> dict:
     """The strategy choice (and, for fine_tune_top, how many top groups), shared by Model and Train so
     both pages show the same labels and write the same plan. Returns the chosen values."""
     changes: dict = {}
     if not state.hidden("strategy"):
-        keys = list(STRATEGY_LABELS)
-        changes["strategy"] = st.radio("Strategy", keys, index=keys.index(plan.strategy),
-                                       format_func=STRATEGY_LABELS.get, disabled=lock)
+        changes["strategy"] = state.control("strategy")
     n_groups = len(MODELS[plan.model].groups)
     if changes.get("strategy", plan.strategy) == "fine_tune_top" and not state.hidden("top_groups"):
-        changes["top_groups"] = st.slider("Top layer groups to fine-tune", 1, n_groups, min(plan.top_groups, n_groups),
-                                          disabled=lock)
+        changes["top_groups"] = state.control("top_groups", hi=n_groups)
     return changes
 
 
@@ -68,10 +58,38 @@ def group_states(plan) -> tuple[tuple[str, ...], list[str]]:
     return names, out
 
 
+def summary_dataset(s: RunSummary) -> str:
+    """What a listed run's dataset is called: for an upload, its file name (read from the run's plan)."""
+    name = getattr(s, "dataset_name", None)   # once the store lists it
+    if name:
+        return name
+    if s.dataset != "folder":
+        return s.dataset
+    return _upload_name(s.id)
+
+
+@st.cache_data(max_entries=2000, show_spinner=False)
+def _upload_name(run_id: str) -> str:
+    # A run's plan never changes, so its dataset's name can be kept for as long as the run exists.
+    try:
+        return ui_data.dataset_short(services.store().load(run_id, with_steps=False).plan)
+    except RunNotFound:
+        return "your images"
+
+
+def run_title(run: Run) -> str:
+    """What people call a run: its label, or strategy · model · dataset (no model for an SVM on pixels)."""
+    if run.label:
+        return run.label
+    model = "raw pixels" if run.plan.strategy == "pixel_svm" else run.plan.model
+    return f"{run.plan.strategy} · {model} · {ui_data.dataset_short(run.plan)} ({run.id[-4:]})"
+
+
 def run_label(s: RunSummary) -> str:
     acc = f" · acc {s.val_acc:.3f}" if s.val_acc is not None else ""
     who = "" if s.owner == services.owner() else " · class"
-    return f"{s.label or s.strategy} · {s.model} · {s.dataset}{acc} · {s.status}{who} ({s.id[-6:]})"
+    model = "raw pixels" if s.strategy == "pixel_svm" else s.model
+    return f"{s.label or s.strategy} · {model} · {summary_dataset(s)}{acc} · {s.status}{who} ({s.id[-6:]})"
 
 
 def runs_mine_first(limit: int = 200) -> list[RunSummary]:
@@ -81,7 +99,7 @@ def runs_mine_first(limit: int = 200) -> list[RunSummary]:
 
 
 def curves(run: Run) -> tuple:
-    return (run.name, run.epochs, run.steps, run.unfrozen)
+    return (run_title(run), run.epochs, run.steps, run.unfrozen)
 
 
 def draw_lr_actual(run: Run) -> None:
@@ -93,42 +111,49 @@ def draw_lr_actual(run: Run) -> None:
     st.plotly_chart(fig, key=f"lr-{run.id}")
 
 
-def time_left(last: Step, batch_size: int, train_size: int | None = None) -> float | None:
-    """Seconds of training left: the images still to go divided by the current speed.
+def follow(run_id: str) -> Run:
+    """The run as the store holds it now, reading only the events added since this tab last looked.
 
-    The speed comes from the training steps themselves, so the time spent waiting in the queue, loading
-    the data or computing the frozen features does not inflate the estimate."""
-    if last.images_per_s <= 0:
-        return None
-    per_step = min(batch_size, train_size) if train_size else batch_size
-    remaining = max(last.total_steps - (last.step + 1), 0) * per_step
-    return remaining / last.images_per_s
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:,.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:,.0f} min"
-    return f"{seconds / 3600:,.1f} h"
+    A watching tab polls every second: reloading (and decoding) every event of a long run each time
+    would cost the server more with every step. The events read so far are kept in session state."""
+    store = services.store()
+    seen = st.session_state.get("followed")
+    status = store.status(run_id)                 # raises RunNotFound once the run is deleted
+    if seen is None or seen["id"] != run_id:
+        head = store.load(run_id, with_steps=False)
+        seen = st.session_state.followed = {"id": run_id, "seq": -1, "events": [], "head": head}
+    new = store.events_since(run_id, seen["seq"])
+    if new:
+        seen["seq"] = new[-1][0]
+        seen["events"].extend(e for _, e in new)
+    head, events = seen["head"], tuple(seen["events"])
+    ended = next((e for e in reversed(events) if isinstance(e, RunEnded)), None)
+    return Run(head.id, head.created, head.owner, head.label, head.plan, status,
+               ended.message if ended else "", events)
 
 
 def progress(run: Run) -> None:
-    """Progress bar with images/s and time left, or the queue position while waiting."""
+    """Progress bar with speed and time left, the queue position while waiting, or how the run ended."""
+    if run.ended is not None:
+        if run.status != "failed":   # a failed run's banner says it all: no bar left behind it
+            done = len(run.epochs)
+            frac = 1.0 if run.status == "finished" else min(done / max(run.plan.epochs, 1), 1.0)
+            st.progress(frac, text=run_progress.ended_text(run.ended, done, run.plan))
+        return
     if run.status == "queued":
         pos = services.runner().position(run.id)
         st.info(f"Waiting for the device: position {pos} in the queue." if pos else "Waiting to start…")
         return
-    steps, phases = run.steps, run.phases
-    if steps:
-        last = steps[-1]
+    latest = next((e for e in reversed(run.events) if isinstance(e, (Step, Phase))), None)
+    if isinstance(latest, Step):   # training; a feature pass between epochs shows as its phase
+        last, steps = latest, run.steps
         done = (last.step + 1) / last.total_steps
-        left = time_left(last, run.plan.batch_size, run.started.train_size if run.started else None)
-        eta = f" · about {_duration(left)} left" if left is not None and done < 1 else ""
+        left = run_progress.time_left(run.plan, run.started, steps, run.epochs)
         st.progress(min(done, 1.0), text=f"epoch {last.epoch + 1} · step {last.step + 1}/{last.total_steps} · "
-                                          f"{last.images_per_s:,.0f} images/s{eta}")
-    elif phases:
-        p = phases[-1]
+                                          f"{last.images_per_s:,.0f} training images/s · "
+                                          f"{run_progress.left_text(left) if done < 1 else 'evaluating…'}")
+    elif latest is not None:
+        p = latest
         if p.name == "download":
             download_bar(st.empty(), "Downloading", p.done, p.total or None)
             return

@@ -2,7 +2,7 @@ import pandas as pd
 import streamlit as st
 
 from tlcore import plots
-from ui import services, state, widgets
+from ui import data as ui_data, services, state, widgets
 
 state.start_page()
 st.title("Compare runs")
@@ -22,14 +22,26 @@ if not runs:
 by_id = {r.id: r for r in runs}
 labels = {r.id: widgets.run_label(r) for r in runs}
 finished = [r for r in runs if r.val_acc is not None]  # mine first, then the class's
-default = [r.id for r in finished][:4]
+# By default, runs on the same data as your latest finished run: curves on different datasets
+# do not compare, so they are overlaid only when someone picks them.
+first = widgets.summary_dataset(finished[0]) if finished else None
+default = [r.id for r in finished if widgets.summary_dataset(r) == first][:4]
 chosen = st.multiselect("Runs to compare", list(by_id), default=default, format_func=labels.get)
+if default:
+    st.caption(f"Picked by default: your latest runs on **{first}**. Add others to compare more.")
 if chosen:
     loaded = [store.load(i) for i in chosen]
+    datasets = {ui_data.dataset_short(r.plan): None for r in loaded}
+    if len(datasets) > 1:
+        st.warning(f"These runs were trained on different datasets ({', '.join(datasets)}): their losses and "
+                   "accuracies measure different tasks, so read the curves per dataset, not against each other.")
     c1, c2 = st.columns(2)
     c1.plotly_chart(plots.loss_curves([widgets.curves(r) for r in loaded]), key="cmp-loss")
     c2.plotly_chart(plots.accuracy_curves([widgets.curves(r) for r in loaded]), key="cmp-acc")
     rows = store.compare(chosen)
+    names = {r.id: (widgets.run_title(r), ui_data.dataset_short(r.plan)) for r in loaded}
+    for row in rows:   # an upload is called by its file name, not "folder"
+        row["run"], row["dataset"] = names[row["id"]]
     st.dataframe(pd.DataFrame(rows).drop(columns=["id"]).style.format(
         {"val_acc": "{:.3f}", "macro_f1": "{:.3f}", "seconds": "{:.1f}", "trainable_params": "{:,.0f}"}, na_rep="—"),
         hide_index=True)

@@ -1,10 +1,10 @@
 import streamlit as st
 
-from tlcore import plots
+from tlcore import plots, uploads
 from tlcore.data import DATASETS, class_counts, sample_grid
 from tlcore.errors import DatasetError, DownloadRequired
 from tlcore.paths import data_dir
-from ui import data as ui_data, services, state, widgets
+from ui import controls, data as ui_data, services, state, widgets
 
 state.start_page()
 st.title("Data")
@@ -15,6 +15,7 @@ without overfitting) and **how similar** they are to ImageNet photos. Use the co
 dataset small or imbalanced and watch what that does to each strategy later.
 """)
 plan = state.plan()
+owner = services.owner()
 root = data_dir()
 names = sorted((n for n in DATASETS), key=lambda n: (DATASETS[n].source == "folder",
                                                      not DATASETS[n].available_offline(root), n))
@@ -25,54 +26,74 @@ def label(n: str) -> str:
     return s.title if s.source == "folder" or s.available_offline(root) else f"{s.title} (needs download)"
 
 
+def use(upload) -> None:
+    widgets.apply(dataset="folder", dataset_path=str(upload.path), dataset_name=upload.name)
+
+
+def your_images() -> None:
+    """Upload a zip, take webcam shots, or pick one of this browser's earlier uploads."""
+    earlier = uploads.mine(owner)
+    tabs = st.tabs(["Upload a zip", "Webcam"] + (["Your uploads"] if earlier else []))
+    with tabs[0]:
+        up = st.file_uploader("Zip of class folders (one sub-folder per class, or train/ and val/)", type=["zip"])
+        # The uploader hands back the same file on every rerun: keep and select it once only.
+        if up is not None and st.session_state.get("last_upload") != up.file_id:
+            try:
+                use(ui_data.save_upload(up.getvalue(), up.name, owner))
+                st.session_state.last_upload = up.file_id
+            except DatasetError as e:
+                st.error(str(e))
+    with tabs[1]:
+        cls = st.text_input("Class name for the next shots", value="class_a")
+        shot = st.camera_input("Take a photo for this class")
+        if shot is not None and cls:
+            # The camera keeps showing its last photo on every rerun: save each photo once only.
+            n = ui_data.save_new_shot(shot.getvalue(), cls, owner, st.session_state)
+            if n is not None:
+                st.success(f"Saved. Class {cls!r} now has {n} shot(s).")
+            else:
+                st.caption("This photo is saved already. Clear it and take another one for the next shot.")
+        counts = ui_data.webcam_counts(owner)
+        if counts:
+            st.write(counts)
+            set_name = st.text_input("Name of this set of shots", value="my webcam shots", max_chars=60)
+            if st.button("Use my webcam shots as the dataset", disabled=len(counts) < 2):
+                uploads.name_webcam_set(owner, set_name)
+                use(uploads.resolve(uploads.WEBCAM, owner))
+    if earlier:
+        with tabs[2]:
+            by_ref = {u.reference: u for u in earlier}
+            current = uploads.reference_of(plan.dataset_path, owner)
+            refs = list(by_ref)
+            pick = st.radio("Your datasets (only this browser can see them)", refs,
+                            index=refs.index(current) if current in refs else None,
+                            format_func=lambda r: by_ref[r].name, key=f"mine-{current}")
+            if pick is not None and pick != current:
+                use(by_ref[pick])
+
+
 if not state.hidden("dataset"):
-    choice = st.selectbox("Dataset", names, index=names.index(plan.dataset), format_func=label,
-                          disabled=state.locked())
+    spec = controls.Control("dataset", "Dataset", "selectbox", choices=tuple(names),
+                            labels={n: label(n) for n in names})
+    choice = state.control("dataset", spec=spec)
     st.caption(DATASETS[choice].description + f" Licence: {DATASETS[choice].licence}.")
     if choice != plan.dataset and choice != "folder":
-        widgets.apply(dataset=choice, dataset_path="")
+        widgets.apply(dataset=choice, dataset_path="", dataset_name="")
     elif choice == "folder":
-        tab_zip, tab_cam = st.tabs(["Upload a zip", "Webcam"])
-        with tab_zip:
-            up = st.file_uploader("Zip of class folders (one sub-folder per class, or train/ and val/)", type=["zip"])
-            if up is not None:
-                try:
-                    path = ui_data.save_upload(up.getvalue(), up.name, services.owner())
-                    widgets.apply(dataset="folder", dataset_path=str(path))
-                except DatasetError as e:
-                    st.error(str(e))
-        with tab_cam:
-            cls = st.text_input("Class name for the next shots", value="class_a")
-            shot = st.camera_input("Take a photo for this class")
-            if shot is not None and cls:
-                # The camera keeps showing its last photo on every rerun: save each photo once only.
-                n = ui_data.save_new_shot(shot.getvalue(), cls, services.owner(), st.session_state)
-                if n is not None:
-                    st.success(f"Saved. Class {cls!r} now has {n} shot(s).")
-                else:
-                    st.caption("This photo is saved already. Clear it and take another one for the next shot.")
-            counts = ui_data.webcam_counts(services.owner())
-            if counts:
-                st.write(counts)
-                if st.button("Use my webcam shots as the dataset", disabled=len(counts) < 2):
-                    widgets.apply(dataset="folder", dataset_path=str(ui_data.webcam_dir(services.owner())))
+        your_images()
+        if state.plan().dataset != "folder":
+            st.info("**No images yet.** Upload a .zip with one folder of images per class (for example "
+                    "`cats/…` and `dogs/…`; or `train/` and `val/` folders that each hold the class folders), "
+                    "or take webcam shots of at least two classes. At least two images per class; JPEG, PNG, "
+                    "BMP, GIF or WebP.")
+            st.stop()
 
 plan = state.plan()
 c1, c2, c3 = st.columns(3)
 sizing: dict = {}
-if not state.hidden("per_class"):
-    per = c1.number_input("Images per class for training (0 = all)", min_value=0, max_value=10000,
-                          value=plan.per_class or 0, step=10, disabled=state.locked())
-    sizing["per_class"] = per or None
-if not state.hidden("imbalance"):
-    sizing["imbalance"] = float(c2.slider("Class imbalance (largest ÷ smallest class)", 1.0, 20.0,
-                                          float(plan.imbalance), 0.5, disabled=state.locked()))
-if not state.hidden("image_size"):
-    sizes = [0, 32, 64, 96, 128, 160, 224]
-    sizing["image_size"] = int(c3.selectbox("Image size fed to the model (px)", sizes,
-                                            index=sizes.index(plan.image_size) if plan.image_size in sizes else 0,
-                                            format_func=lambda s: "model default" if s == 0 else f"{s} px",
-                                            disabled=state.locked()))
+for name, where in (("per_class", c1), ("imbalance", c2), ("image_size", c3)):
+    if not state.hidden(name):
+        sizing[name] = state.control(name, where)
 widgets.apply(**sizing)
 if not state.hidden("image_size"):
     st.caption("Smaller images train much faster on a CPU; the images are stored once at their own size and "
@@ -80,10 +101,7 @@ if not state.hidden("image_size"):
 plan = state.plan()
 state.share_link_hint()
 
-if plan.dataset == "folder" and not plan.dataset_path:
-    st.info("Upload a zip or take webcam shots to use your own images.")
-    st.stop()
-title = DATASETS[plan.dataset].title
+title = ui_data.dataset_title(plan)
 try:
     with st.status(f"Loading {title}…", expanded=True) as status:
         bar = st.empty()   # filled only while a first use downloads the dataset

@@ -3,7 +3,7 @@ import streamlit as st
 from tlcore import downloads, plots
 from tlcore.errors import DownloadRequired
 from tlcore.models import MODELS, download_weights, model_card, weights_status
-from ui import state, widgets
+from ui import controls, state, widgets
 
 state.start_page()
 st.title("Model")
@@ -15,21 +15,22 @@ freeze and what to train. The last layer is always replaced by a new **head** fo
 """)
 plan = state.plan()
 STATUS = {"bundled": "available offline (shipped)", "cached": "downloaded", "needs download": "needs a download"}
+WEIGHTS = {"bundled": "Offline", "cached": "Downloaded", "needs download": "Download first"}
 names = list(MODELS)
 if not state.hidden("model"):
-    choice = st.selectbox("Pretrained CNN", names, index=names.index(plan.model),
-                          format_func=lambda n: f"{MODELS[n].title} — {STATUS[weights_status(n)]}",
-                          disabled=state.locked())
-    widgets.apply(model=choice)
+    spec = controls.Control("model", "Pretrained CNN", "selectbox", choices=tuple(names),
+                            labels={n: f"{MODELS[n].title} — {STATUS[weights_status(n)]}" for n in names})
+    widgets.apply(model=state.control("model", spec=spec))
 plan = state.plan()
 card = model_card(plan.model)
-c = st.columns(6)
+# Two rows of three: in one row of six, long values such as the weights' status were cut off.
+c = [*st.columns(3), *st.columns(3)]
 c[0].metric("Parameters", f"{card['params'] / 1e6:.1f} M")
 c[1].metric("Depth (conv + linear layers)", card["depth"])
 c[2].metric("ImageNet top-1", f"{card['top1']:.1f} %" if card["top1"] else "—")
 c[3].metric("Input size", f"{card['input_size']} px")
 c[4].metric("File size", f"{card['size_mb']:.0f} MB" if card["size_mb"] else "—")
-c[5].metric("Weights", STATUS[card["status"]])
+c[5].metric("Weights", WEIGHTS[card["status"]], help=STATUS[card["status"]].capitalize())
 if card["status"] == "needs download":
     st.warning(f"Training with this model first downloads its weights from {card['source']} "
                "(into torch's usual cache). Offline, pick EfficientNet-Lite0.")
@@ -47,7 +48,7 @@ if card["status"] == "needs download":
 left, right = st.columns([2, 3])
 with right:
     # The same control as on the Train page, writing the same plan: the stack follows it.
-    widgets.apply(**widgets.strategy_controls(plan, state.locked()))
+    widgets.apply(**widgets.strategy_controls(plan))
     plan = state.plan()
     st.markdown(f"**Strategy now:** {widgets.STRATEGY_LABELS[plan.strategy]} (the Train page has the same choice, "
                 "plus the head, epochs and learning rates).")

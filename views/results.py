@@ -71,7 +71,7 @@ if preds is None:
     st.info(ui_results.no_predictions_reason(run))
 else:
     try:
-        images, conf = ui_results.cell_images(run, preds, t, p)
+        images, conf = ui_results.cell_images(run, preds, t, p, owner=services.owner())
     except ui_results.ImagesUnavailable as e:
         st.info(str(e))
     else:
@@ -84,11 +84,14 @@ else:
 
 d1, d2 = st.columns(2)
 d1.download_button("Download metrics (CSV)", ui_results.metrics_csv(rep), file_name=f"{run.id}-metrics.csv",
-                   mime="text/csv")
+                   mime="text/csv", on_click="ignore")
 model_file = ui_results.model_file(store, run)
 if model_file is not None:
     # A callable: the file is read only when someone clicks, not on every rerun (VGG is over 500 MB).
+    # on_click="ignore": a click that also reran the page would replace the file's one-time link
+    # while the browser was still fetching it ("Deferred file not found": nothing downloaded).
     d2.download_button(f"Download the trained model (.pt, {model_file.stat().st_size / 2**20:,.1f} MB)",
-                       model_file.read_bytes, file_name=f"{run.id}-model.pt", mime="application/octet-stream")
+                       model_file.read_bytes, file_name=f"{run.id}-model.pt", mime="application/octet-stream",
+                       on_click="ignore", key="download-model")
 else:
     d2.caption(ui_results.no_model_reason(run))

@@ -1,7 +1,7 @@
 import streamlit as st
 
 from tlcore import advisor, plots
-from ui import state, widgets
+from ui import data as ui_data, state, widgets
 
 state.start_page()
 st.title("Strategy guide")
@@ -21,9 +21,12 @@ plan = state.plan()
 data = widgets.data_or_stop(plan)
 per_class = len(data.train_y) / data.num_classes
 size = advisor.size_of(per_class)
-st.subheader(f"Your data: {plan.dataset} — {per_class:,.0f} training images per class → **{size}**")
+samples = min(advisor.PROBE_SAMPLES, len(data.train_y))   # the probe's own sample, said as it is
+taken = (f"all {samples:,} training images" if samples == len(data.train_y)
+         else f"{samples:,} of the {len(data.train_y):,} training images")
+st.subheader(f"Your data: {ui_data.dataset_title(plan)} — {per_class:,.0f} training images per class → **{size}**")
 st.markdown(f"""
-**How we estimate similarity.** We take {advisor.PROBE_SAMPLES} training images and fit the same
+**How we estimate similarity.** We take {taken} and fit the same
 linear classifier twice, scored by cross-validation: once on the frozen EfficientNet-Lite0 features
 (its "CNN codes") and once on the raw pixels. If ImageNet features beat raw pixels by at least
 {advisor.CLEAR_GAIN * 100:.0f} points, what the network learned on ImageNet carries over to your images —

@@ -1,7 +1,7 @@
 import streamlit as st
 
-from tlcore import plots
-from tlcore.errors import PlanError
+from tlcore import plots, progress as run_progress
+from tlcore.errors import NotOwner, PlanError
 from tlcore.models import MODELS
 from tlcore.runs import RunNotFound
 from tlcore.train.strategies import planned_lrs, steps_per_epoch
@@ -19,7 +19,6 @@ the top, so the new head does not wreck good features with large early gradients
 triangular** schedule warms up quickly, then decays slowly.
 """)
 plan = state.plan()
-lock = state.locked()
 
 
 def control(name: str) -> bool:
@@ -29,51 +28,24 @@ def control(name: str) -> bool:
 left, right = st.columns(2)
 changes: dict = {}
 with left:
-    changes.update(widgets.strategy_controls(plan, lock))
-    if control("head"):
-        heads = ["linear", "mlp", "logreg", "linear_svm"]
-        changes["head"] = st.selectbox("Head", heads, index=heads.index(plan.head), disabled=lock,
-                                       help="logreg / linear_svm: a scikit-learn classifier on the frozen "
-                                            "features (feature extractor only)")
-    if control("bn"):
-        changes["bn"] = st.radio("BatchNorm in frozen groups", ["frozen", "train"], index=["frozen", "train"].index(plan.bn),
-                                 horizontal=True, disabled=lock,
-                                 help="frozen: keeps ImageNet's statistics (Keras); train: its scale and shift keep "
-                                      "learning (fastai)")
-    if control("augment"):
-        changes["augment"] = st.toggle("Augment (random crops and flips on the device)", value=plan.augment, disabled=lock)
+    changes.update(widgets.strategy_controls(plan))
+    for name in ("head", "bn", "augment"):
+        if control(name):
+            changes[name] = state.control(name)
 with right:
     c1, c2 = st.columns(2)
-    if control("epochs"):
-        most = services.runner().limits.max_epochs or 100   # a host may allow fewer per run
-        changes["epochs"] = c1.number_input("Epochs", 1, most, min(plan.epochs, most), disabled=lock)
-    if control("batch_size"):
-        changes["batch_size"] = c2.selectbox("Batch size", [16, 32, 64, 128, 256],
-                                             index=[16, 32, 64, 128, 256].index(plan.batch_size)
-                                             if plan.batch_size in (16, 32, 64, 128, 256) else 2, disabled=lock)
-    if control("lr"):
-        lrs = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
-        changes["lr"] = c1.select_slider("Learning rate (head)", lrs, value=min(lrs, key=lambda v: abs(v - plan.lr)),
-                                         format_func=lambda v: f"{v:g}", disabled=lock)
-    if control("optimizer"):
-        changes["optimizer"] = c2.selectbox("Optimiser", ["adamw", "sgd"], index=["adamw", "sgd"].index(plan.optimizer),
-                                            disabled=lock)
-    if control("factor"):
-        changes["factor"] = c1.number_input("Discriminative factor (1 = off)", 1.0, 10.0, float(plan.factor), 0.1,
-                                            disabled=lock)
-    if control("schedule"):
-        scheds = ["stlr", "constant", "cosine", "one_cycle"]
-        changes["schedule"] = c2.selectbox("Schedule", scheds, index=scheds.index(plan.schedule), disabled=lock,
-                                           format_func={"stlr": "slanted triangular (STLR)", "constant": "constant",
-                                                        "cosine": "cosine", "one_cycle": "one-cycle"}.get)
+    for name, where in (("epochs", c1), ("batch_size", c2), ("lr", c1), ("optimizer", c2), ("factor", c1),
+                        ("schedule", c2)):
+        if control(name):
+            changes[name] = state.control(name, where)
     sched = changes.get("schedule", plan.schedule)
     if sched == "stlr" and control("schedule"):
-        changes["cut_frac"] = c1.slider("STLR cut_frac (warm-up share)", 0.01, 0.5, float(plan.cut_frac), 0.01, disabled=lock)
-        changes["ratio"] = c2.number_input("STLR ratio (peak ÷ lowest)", 1.0, 1000.0, float(plan.ratio), 1.0, disabled=lock)
+        changes["cut_frac"] = state.control("cut_frac", c1)
+        changes["ratio"] = state.control("ratio", c2)
     if sched == "cosine" and control("schedule"):
-        changes["warmup_frac"] = c1.slider("Warm-up share", 0.0, 0.5, float(plan.warmup_frac), 0.01, disabled=lock)
+        changes["warmup_frac"] = state.control("warmup_frac", c1)
     if control("seed"):
-        changes["seed"] = c2.number_input("Seed", 0, 10**6, plan.seed, disabled=lock)
+        changes["seed"] = state.control("seed", c2)
 
 err = state.update(**changes)
 if err is not None:
@@ -105,43 +77,62 @@ try:
     active = bool(run_id) and store.status(run_id) in ("queued", "running")
 except RunNotFound:
     active = False
-if b2.button("Stop", disabled=not active):
-    runner.stop(run_id, owner=services.owner())
+try:
+    store.check_owner(run_id, services.owner(), "stop") if active else None
+    yours = True
+except (NotOwner, RunNotFound):
+    yours = False
+if b2.button("Stop", disabled=not (active and yours),
+             help=None if yours else "Only the browser that started this run can stop it."):
+    try:
+        runner.stop(run_id, owner=services.owner())
+    except NotOwner as e:
+        st.error(str(e))
 
 
 @st.fragment(run_every=1.0 if active else None)
 def live(run_id: str) -> None:
     try:
-        run = store.load(run_id)
+        run = widgets.follow(run_id)   # only the events added since the last poll
     except RunNotFound:   # deleted (e.g. on the Compare page) while we were watching it
         if active:
             st.rerun()   # stop polling; the page then says the run is gone
         widgets.forget_run(run_id)
         st.info("This run no longer exists: it was deleted.")
         return
-    st.subheader(f"Run {run.name}")
-    widgets.progress(run)
+    st.subheader(f"Run {widgets.run_title(run)}")
     if run.ended is not None:
         msg = f"Run {run.status}" + (f": {run.message}" if run.message else f" in {run.ended.seconds:.1f} s.")
         {"finished": st.success, "stopped": st.warning, "failed": st.error}[run.status](msg)
         if active:
             st.rerun()  # once: the page stops polling
+    widgets.progress(run)
     last = run.last_epoch
+    svm = run.plan.strategy == "pixel_svm"
     if last is not None:
-        m = st.columns(4)
-        m[0].metric("Validation accuracy", f"{last.val_acc:.3f}")
-        m[1].metric("Macro F1", f"{last.macro_f1:.3f}")
-        m[2].metric("Epoch", f"{last.epoch + 1} / {run.plan.epochs}")
-        m[3].metric("Images/s", f"{last.images_per_s:,.0f}")
+        figures = [("Validation accuracy", f"{last.val_acc:.3f}"), ("Macro F1", f"{last.macro_f1:.3f}")]
+        if svm:
+            figures.append(("Classifier", "linear SVM on raw pixels"))
+        else:
+            figures.append(("Epoch", f"{last.epoch + 1} / {run.plan.epochs}"))
+            figures += run_progress.speed_figures(last)
+        for col, (label, value) in zip(st.columns(len(figures)), figures):
+            col.metric(label, value)
     c1, c2 = st.columns(2)
     with c1:
-        st.plotly_chart(plots.loss_curves([widgets.curves(run)]), key=f"loss-{run_id}")
-        widgets.draw_lr_actual(run)
+        if svm:
+            st.caption("An SVM on raw pixels is fitted in one go: it has no epochs, no loss curve and no learning "
+                       "rate. Its accuracy and confusion matrix are the whole result; compare it with a network "
+                       "on the Compare page.")
+        else:
+            st.plotly_chart(plots.loss_curves([widgets.curves(run)]), key=f"loss-{run_id}")
+            widgets.draw_lr_actual(run)
     with c2:
         if last is not None:
             st.plotly_chart(plots.confusion_heatmap(last.confusion, run.started.classes),
                             key=f"cm-{run_id}")
-        st.plotly_chart(plots.accuracy_curves([widgets.curves(run)]), key=f"acc-{run_id}")
+        if not svm:
+            st.plotly_chart(plots.accuracy_curves([widgets.curves(run)]), key=f"acc-{run_id}")
 
 
 if run_id:

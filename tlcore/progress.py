@@ -1,0 +1,169 @@
+"""How long a run has left, and what its speed figures mean: pure functions of the plan and events.
+
+An epoch's cost depends on its *cut* (which layer groups train): with gradual unfreezing the
+head-only first epoch can be a thousand times cheaper than the last, so extrapolating from the
+current epoch is useless. We measure the seconds per optimiser step of each cut the run has
+trained so far and scale to cuts not yet seen by their work per image, from the forward MFLOPs
+of each layer group: forward and backward (about 3x forward) through the trainable groups, plus a
+forward through the frozen ones unless their outputs are cached (then a one-off feature pass for
+each new cut). Until the run has measured what it needs, the answer is None ("estimating…").
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Sequence
+
+from .train.events import EpochEnded, RunEnded, RunStarted, Step
+from .train.plan import Plan
+from .train.strategies import cut_schedule, frozen_prefix_is_fixed
+
+BACKWARD_FACTOR = 3.0     # forward + backward costs about three forwards
+
+
+def cuts_of(plan: Plan, started: RunStarted | None) -> tuple[int, ...]:
+    """The lowest trainable group of every epoch, from the run if it said, else from the plan."""
+    if started is None or not plan.uses_network:
+        return ()
+    return tuple(started.cuts) or cut_schedule(plan, len(started.groups))
+
+
+def step_seconds(steps: Sequence[Step], batch_size: int, train_size: int) -> dict[int, float]:
+    """Measured seconds per optimiser step, per epoch that has steps.
+
+    From the run's clock (`Step.elapsed`) across two reports of the same epoch when it has them,
+    else from the epoch's stepping speed (`Step.images_per_s`, which leaves feature passes out)."""
+    by_epoch: dict[int, list[Step]] = defaultdict(list)
+    for s in steps:
+        by_epoch[s.epoch].append(s)
+    out: dict[int, float] = {}
+    for epoch, group in by_epoch.items():
+        first, last = group[0], group[-1]
+        if last.step > first.step and last.elapsed > first.elapsed > 0:
+            out[epoch] = (last.elapsed - first.elapsed) / (last.step - first.step)
+        elif last.images_per_s > 0 and last.steps_per_epoch > 0:
+            k = last.step - epoch * last.steps_per_epoch + 1           # steps done in this epoch
+            images = min(k * batch_size, train_size) if train_size else k * batch_size
+            out[epoch] = images / last.images_per_s / max(k, 1)
+    return out
+
+
+def work_per_image(cut: int, group_mflops: Sequence[float], cached: bool) -> float:
+    """MFLOPs one training image costs at this cut (the head's share is too small to count)."""
+    trained = BACKWARD_FACTOR * sum(group_mflops[cut:])
+    return trained + (0.0 if cached else sum(group_mflops[:cut]))
+
+
+def _cost_per_cut(plan: Plan, cuts: Sequence[int], measured: dict[int, float],
+                  mflops: Sequence[float]) -> dict[int, float] | None:
+    """Seconds per step for every cut still to come, or None if some cannot be estimated yet."""
+    by_cut = {cuts[e]: s for e, s in sorted(measured.items()) if e < len(cuts)}
+    work = {c: work_per_image(c, mflops, frozen_prefix_is_fixed(plan, c)) if mflops else None for c in set(cuts)}
+    anchors = [(c, s) for c, s in by_cut.items() if work[c]]
+    out = dict(by_cut)
+    for c in set(cuts) - set(by_cut):
+        if work[c] is None or not anchors:
+            return None
+        if work[c] == 0:                      # head only on cached features: as cheap as anything measured
+            out[c] = min(by_cut.values())
+            continue
+        ref, secs = min(anchors, key=lambda a: abs(work[a[0]] - work[c]))   # the most similar cut measured
+        out[c] = secs * work[c] / work[ref]
+    return out
+
+
+def _feature_pass_seconds(plan: Plan, started: RunStarted, cuts: Sequence[int], epoch: int,
+                          seconds_per_mflop: float | None) -> float | None:
+    """One forward through the frozen groups for every image, for each coming epoch that opens a new cut."""
+    total, mflops = 0.0, started.group_mflops
+    images = started.train_size + started.val_size
+    for e in range(epoch + 1, len(cuts)):
+        c = cuts[e]
+        if c == cuts[e - 1] or not frozen_prefix_is_fixed(plan, c):
+            continue
+        if not mflops or seconds_per_mflop is None:
+            return None
+        total += images * sum(mflops[:c]) * seconds_per_mflop
+    return total
+
+
+def _forward_rate(plan: Plan, started: RunStarted, cuts: Sequence[int], epochs: Sequence[EpochEnded],
+                  per_step: dict[int, float], batch: int) -> float | None:
+    """Seconds per MFLOP per image: from a measured feature pass if any, else from training steps."""
+    mflops, images = started.group_mflops, started.train_size + started.val_size
+    if not mflops:
+        return None
+    for e in reversed(epochs):
+        work = images * sum(mflops[:cuts[e.epoch]]) if e.epoch < len(cuts) else 0
+        if e.feature_seconds > 0 and work > 0:
+            return e.feature_seconds / work
+    for epoch, secs in per_step.items():
+        work = batch * work_per_image(cuts[epoch], mflops, frozen_prefix_is_fixed(plan, cuts[epoch]))
+        if work > 0:
+            return secs / work
+    return None
+
+
+def time_left(plan: Plan, started: RunStarted | None, steps: Sequence[Step],
+              epochs: Sequence[EpochEnded] = ()) -> float | None:
+    """Seconds of training still to do, or None while it cannot be estimated ("estimating…")."""
+    cuts = cuts_of(plan, started)
+    if not steps or not cuts or started is None:
+        return None
+    last = steps[-1]
+    spe = last.steps_per_epoch or started.steps_per_epoch
+    if spe <= 0 or last.epoch >= len(cuts):
+        return None
+    batch = min(plan.batch_size, started.train_size) if started.train_size else plan.batch_size
+    per_step = step_seconds(steps, plan.batch_size, started.train_size)
+    costs = _cost_per_cut(plan, cuts, per_step, started.group_mflops)
+    if costs is None or cuts[last.epoch] not in costs:
+        return None
+    left = max((last.epoch + 1) * spe - (last.step + 1), 0) * costs[cuts[last.epoch]]
+    left += sum(spe * costs[cuts[e]] for e in range(last.epoch + 1, len(cuts)))
+    rate = _forward_rate(plan, started, cuts, epochs, per_step, batch)
+    passes = _feature_pass_seconds(plan, started, cuts, last.epoch, rate)
+    return None if passes is None else left + passes
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:,.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:,.0f} min"
+    return f"{seconds / 3600:,.1f} h"
+
+
+def left_text(seconds: float | None) -> str:
+    return "estimating time left…" if seconds is None else f"about {duration(seconds)} left"
+
+
+def ended_text(ended: RunEnded, epochs_done: int, plan: Plan) -> str:
+    """The progress line once a run is over: what happened, not the last thing it was doing."""
+    took = duration(ended.seconds)
+    if not plan.uses_network:
+        return {"finished": f"Finished: the SVM was fitted in {took}", "stopped": f"Stopped after {took}",
+                "failed": "Failed"}[ended.status]
+    done = f"{epochs_done} of {plan.epochs} epoch{'s' if plan.epochs != 1 else ''}"
+    return {"finished": f"Finished: {done} in {took}", "stopped": f"Stopped after {done} ({took})",
+            "failed": f"Failed after {done}"}[ended.status]
+
+
+def speed_figures(e: EpochEnded) -> list[tuple[str, str]]:
+    """(label, value) for what an epoch's speed really measured.
+
+    A head trained on cached features steps through thousands of "images" a second, which says
+    nothing about the network: show the backbone's feature pass and the head's steps apart."""
+    head_only = not e.trainable_groups
+    out: list[tuple[str, str]] = []
+    if e.feature_images_per_s > 0:
+        out.append(("Backbone images/s (feature pass)", f"{e.feature_images_per_s:,.0f}"))
+    elif e.feature_cache_hit:
+        out.append(("Backbone features", "from the cache"))
+    if head_only:
+        if e.steps_per_s > 0:
+            out.append(("Head steps/s", f"{e.steps_per_s:,.1f}"))
+        elif not out:
+            out.append(("Head images/s (on stored features)", f"{e.images_per_s:,.0f}"))
+    else:
+        out.append(("Training images/s", f"{e.images_per_s:,.0f}"))
+    return out
