@@ -46,8 +46,11 @@ def _fake_run(home: Path, stop: threading.Event) -> str:
     from tlcore.train.events import RunStarted, Step
     from tlcore.train.plan import Plan
 
+    from tlcore.jobs.worker import Heartbeat
     store, plan = RunStore(home), Plan(image_size=32, epochs=100)
     run_id = store.create(plan, owner="bench")
+    beat = Heartbeat(store, run_id)   # held for the script's life: the server's sweep must not end it
+    beat.__enter__()
     store.append(run_id, RunStarted(plan.to_dict(), "cpu", 10, 10, ("a", "b"), 6400, 1600, ("x", "y"),
                                     steps_per_epoch=100))
 

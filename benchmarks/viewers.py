@@ -1,0 +1,79 @@
+"""Does watching a run slow it down? The same real training run timed with 0 and with N Chromium
+tabs following it on the Train page (`/train?run=ID`), against one `streamlit run app.py` server.
+
+The run executes in a worker process (tlcore.jobs, as on the dashboard) that shares the machine,
+not an interpreter, with the server; the tabs poll it once a second. Target: time with 5
+watching tabs / time with none <= 1.3.
+
+    python benchmarks/viewers.py --watchers 0,5 --repeats 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _server import CHROMIUM, CHROMIUM_ARGS, ROOT, cpu_model, dirs_env, streamlit_server
+
+sys.path.insert(0, str(ROOT))
+
+PLAN = {"dataset": "digits", "strategy": "fine_tune_top", "top_groups": 2, "image_size": 64, "epochs": 3,
+        "batch_size": 32, "schedule": "constant"}
+
+
+def timed_run(runner, plan, url: str, watchers: int, browser) -> dict:
+    run_id = runner.submit(plan, owner="bench")
+    pages = []
+    for _ in range(watchers):
+        page = browser.new_page()
+        page.goto(f"{url}/train?run={run_id}")
+        pages.append(page)
+    status = runner.wait(run_id, 1800)
+    run = runner.store.load(run_id)
+    for page in pages:
+        page.close()
+    return {"watchers": watchers, "status": status, "seconds": round(run.ended.seconds, 2),
+            "val_acc": run.last_epoch.val_acc if run.last_epoch else None}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--watchers", default="0,5", help="watching tabs per measurement, comma-separated")
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    counts = [int(c) for c in args.watchers.split(",")]
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        os.environ.update(dirs_env(tmp))
+        from tlcore.jobs import JobRunner
+        from tlcore.runs import RunStore
+        from tlcore.train.plan import Plan
+        plan = Plan(**PLAN)
+        runner = JobRunner(RunStore(), backend="process", max_queued_per_owner=100)
+        rows = []
+        with streamlit_server(tmp) as (url, _pid), sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            runner.wait(runner.submit(plan, owner="bench"), 1800)   # warm: worker started, features cached
+            for _ in range(args.repeats):
+                for w in counts:   # interleaved, so drift in the machine's load hits both alike
+                    rows.append(timed_run(runner, plan, url, w, browser))
+                    print(json.dumps(rows[-1]), flush=True)
+            browser.close()
+        runner.shutdown()
+    med = {w: statistics.median(r["seconds"] for r in rows if r["watchers"] == w) for w in counts}
+    base = med[min(counts)]
+    print(json.dumps({"benchmark": "viewers", "plan": PLAN, "median_seconds": med,
+                      "ratios": {w: round(s / base, 3) for w, s in med.items()}, "cpu": cpu_model(),
+                      "cores": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
