@@ -265,3 +265,23 @@ def test_identical_features_asked_for_by_two_students_at_once_are_computed_once(
     hits = [of(r, EpochEnded)[0].feature_cache_hit for r in results]
     assert sorted(hits) == [False, True]
     assert of(results[0], EpochEnded)[0].val_acc == of(results[1], EpochEnded)[0].val_acc
+
+
+@pytest.mark.parametrize("strategy", ["feature_extractor", "fine_tune_top"])
+def test_a_runs_network_loads_back_and_predicts_what_the_run_saved(strategy, tmp_path):
+    from tlcore.artifacts import NoNetwork, load_network
+    from tlcore.runs import RunStore
+
+    store = RunStore(tmp_path)
+    plan = TINY.replace(strategy=strategy, epochs=1, per_class=15)
+    run_id = store.create(plan, owner="me")
+    train(plan, lambda e: store.append(run_id, e), artifact_dir=store.artifact_dir(run_id))
+    net, got_plan, classes = load_network(store, run_id)
+    assert got_plan == plan and classes == tuple("0123456789")
+    prepared = prepare(plan, lambda e: None)
+    ev = evaluate(net, source_at(net, 0, prepared, FeatureCache(None, 0), lambda e: None), prepared)
+    saved = store.predictions(run_id)
+    assert (ev.pred == saved["pred"]).float().mean() > 0.98   # up to ties at half precision
+    svm = store.create(plan.replace(strategy="pixel_svm"), owner="me")
+    with pytest.raises(NoNetwork, match="raw pixels"):
+        load_network(store, svm)

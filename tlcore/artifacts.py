@@ -51,3 +51,37 @@ def cell_images(run, preds: dict | None, true_class: int, pred_class: int, limit
     conf = torch.as_tensor(preds["confidence"]).flatten()
     idx = idx[conf[idx].argsort(descending=True)][:limit]
     return data.val_x[idx], conf[idx]
+
+
+class NoNetwork(TLCoreError):
+    """The run has no trained network to load (an SVM on pixels, a scikit-learn head, no model file)."""
+
+
+def load_network(store, run_id: str):
+    """A finished run's trained network, rebuilt from its model file: (Network in eval mode, Plan,
+    class names). Whole-network files load as they are; head-only files (the backbone never trained)
+    put the saved head on the published pretrained backbone."""
+    from .models import build_network
+    from .train.plan import Plan
+    run = store.load(run_id, with_steps=False)
+    plan = run.plan
+    if plan.strategy == "pixel_svm":
+        raise NoNetwork(f"run {run_id} is an SVM on raw pixels: it has no network")
+    if plan.head in ("logreg", "linear_svm"):
+        raise NoNetwork(f"run {run_id} ended in a scikit-learn {plan.head}: its classifier is not a network layer")
+    path = store.model_file(run_id)
+    if path is None:
+        raise NoNetwork(f"run {run_id} saved no model file (it ended before an epoch finished)")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    plan = Plan.from_dict(saved.get("plan", plan.to_dict()))
+    classes = tuple(saved.get("classes") or (run.started.classes if run.started else ()))
+    whole = saved["kind"] == "network"
+    net = build_network(plan.model, len(classes), pretrained=not whole and plan.pretrained,
+                        head=plan.head if plan.head in ("linear", "mlp") else "linear",
+                        truncate_after=plan.truncate_after)
+    state = saved["state_dict"]
+    if whole:
+        net.load_state_dict(state)
+    else:
+        net.head.load_state_dict({k.removeprefix("head."): v for k, v in state.items()})
+    return net.eval(), plan, classes
