@@ -654,3 +654,22 @@ def test_a_watching_tab_reads_only_the_new_events(monkeypatch):
     assert any("step 2/8" in el.proto.text for el in at.get("progress"))
     assert run_id not in full_loads        # never every step again
     assert since == [-1, 1]               # the second look asks only for what came after event 1
+
+
+def test_the_model_page_drops_the_higher_groups_and_greys_them_out():
+    at = page("model")
+    pick = next(s for s in at.selectbox if s.label == "Keep the layer groups up to")
+    pick.set_value("stage2").run()
+    assert not at.exception
+    assert at.session_state["plan"]["truncate_after"] == "stage2"
+    spec = charts(at)
+    assert "removed" in spec and "stage3" in spec
+    next(r for r in at.radio if r.label == "Strategy").set_value("fine_tune_all").run()
+    assert at.session_state["plan"]["truncate_after"] == ""   # a strategy that trains everything keeps every group
+
+
+def test_a_link_cannot_turn_the_train_page_into_another_kind_of_run():
+    at = page("train", kind="similarity", options='{"x": 1}')
+    assert at.session_state["plan"]["kind"] == "train" and at.session_state["plan"]["options"] == {}
+    warnings = " ".join(w.value for w in at.warning)
+    assert "Ignored the link's value for kind" in warnings and "Ignored the link's value for options" in warnings

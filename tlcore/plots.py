@@ -11,7 +11,7 @@ from .metrics import Report, arithmetic_mean, f1_score
 from .train.events import EpochEnded, Step, Unfrozen
 
 STATE_COLOURS = {"frozen": "#9aa5b1", "trained": "#2f80ed", "unfrozen later": "#f2994a", "not used": "#e0e0e0",
-                 "head": "#27ae60"}
+                 "removed": "#f4f5f7", "head": "#27ae60"}
 PALETTE = ("#2f80ed", "#eb5757", "#27ae60", "#f2994a", "#9b51e0", "#56ccf2", "#6fcf97", "#bb6bd9")
 
 
@@ -190,7 +190,7 @@ def layer_stack(groups: Sequence[str], states: Sequence[str], head: str = "new h
         fig.add_shape(type="rect", x0=0, x1=1, y0=i, y1=i + 0.85, fillcolor=STATE_COLOURS[kind],
                       line=dict(color="white"))
         fig.add_annotation(x=0.5, y=i + 0.42, text=f"<b>{name}</b> · {kind}", showarrow=False,
-                           font=dict(color="white" if kind != "not used" else "#333"))
+                           font=dict(color="#333" if kind in ("not used", "removed") else "white"))
     # One invisible marker per state so the legend explains the colours.
     for kind in dict.fromkeys(kinds):
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=kind,

@@ -126,8 +126,17 @@ assert set(CONTROLS["schedule"].choices) == set(SCHEDULES)
 
 # Plan fields a link may set that have no bounded control of their own: the plan's own validation
 # (choices from the registries) is their table. Paths and names never come from a link.
-UNBOUNDED = ("dataset", "model", "momentum", "weight_decay", "device")
-NEVER_FROM_LINK = ("dataset_path", "dataset_name")
+UNBOUNDED = ("dataset", "model", "momentum", "weight_decay", "device", "truncate_after", "deterministic")
+NEVER_FROM_LINK = ("dataset_path", "dataset_name", "kind", "options")   # a lab's page builds its own plans
+
+
+def truncate_control(group_names: tuple[str, ...]) -> Control:
+    """"Keep the layer groups up to ...": its choices are the chosen model's groups."""
+    return Control("truncate_after", "Keep the layer groups up to", "selectbox", choices=("", *group_names),
+                   labels={"": "all of them (the whole backbone)", **{g: f"{g} (drop the groups above it)"
+                                                                     for g in group_names}},
+                   help="For a small dataset unlike ImageNet the lecture notes advise dropping the higher "
+                        "groups too and training the head on a middle group's output")
 
 
 def draw(c: Control, where: Any, *, key: str, current: Any, disabled: bool, hi: float | None = None) -> Any:

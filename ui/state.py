@@ -107,7 +107,9 @@ def _from_url() -> Plan:
     for name in _FIELDS:
         if name in st.query_params:
             value, why = link_value(name, st.query_params[name])
-            if why and name in controls.NEVER_FROM_LINK:
+            if why and name in ("kind", "options"):
+                _ignored(name, st.query_params[name], "a lab's page builds its own plans")
+            elif why and name in controls.NEVER_FROM_LINK:
                 st.warning("Ignored the link's dataset folder: links name an upload by its reference, never a "
                            "folder on the server. Upload the images on the Data page instead.")
             elif why:

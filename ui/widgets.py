@@ -34,22 +34,32 @@ def strategy_controls(plan, lock: bool = False) -> dict:
     changes: dict = {}
     if not state.hidden("strategy"):
         changes["strategy"] = state.control("strategy")
-    n_groups = len(MODELS[plan.model].groups)
-    if changes.get("strategy", plan.strategy) == "fine_tune_top" and not state.hidden("top_groups"):
+    strategy = changes.get("strategy", plan.strategy)
+    if strategy in ("feature_extractor", "fine_tune_top") and not state.hidden("truncate_after"):
+        spec = controls.truncate_control(MODELS[plan.model].group_names)
+        changes["truncate_after"] = state.control("truncate_after", spec=spec)
+    elif plan.truncate_after:   # other strategies keep the whole backbone
+        changes["truncate_after"] = ""
+    n_groups = len(plan.replace(truncate_after=changes.get("truncate_after", plan.truncate_after)).kept_groups) \
+        if changes.get("truncate_after", plan.truncate_after) else len(MODELS[plan.model].groups)
+    if strategy == "fine_tune_top" and not state.hidden("top_groups"):
         changes["top_groups"] = state.control("top_groups", hi=n_groups)
     return changes
 
 
 def group_states(plan) -> tuple[tuple[str, ...], list[str]]:
-    """Layer groups and what the plan does to each: frozen / trained / unfrozen later / not used."""
-    spec = MODELS[plan.model]
-    names = spec.group_names
+    """Layer groups and what the plan does to each: frozen / trained / unfrozen later / not used, and
+    "removed" for the groups above `truncate_after`."""
+    names = MODELS[plan.model].group_names
     if plan.strategy == "pixel_svm":
         return names, ["not used"] * len(names)
-    cuts = cut_schedule(plan, len(names))
+    kept = len(plan.kept_groups)
+    cuts = cut_schedule(plan, kept)
     out = []
     for i in range(len(names)):
-        if i >= cuts[0]:
+        if i >= kept:
+            out.append("removed")
+        elif i >= cuts[0]:
             out.append("trained")
         elif i >= min(cuts):
             out.append("unfrozen later")

@@ -57,6 +57,9 @@ with right:
 - **trained** — updated from the first epoch.
 - **unfrozen later** — gradual unfreezing opens one more group from the top each epoch.
 - **not used** — the SVM baseline works on raw pixels, without the network.
+- **removed** — dropped with "Keep the layer groups up to": the head then sits on that group's pooled
+  output, as the lecture notes advise for a small dataset that looks nothing like ImageNet (its higher
+  groups hold ImageNet-specific features that do not carry over).
 """)
     st.caption("Random-init (train from scratch) uses the same architecture with random weights: "
                "choose the *scratch* strategy above.")
