@@ -669,7 +669,7 @@ def test_the_model_page_drops_the_higher_groups_and_greys_them_out():
 
 
 def test_a_link_cannot_turn_the_train_page_into_another_kind_of_run():
-    at = page("train", kind="similarity", options='{"x": 1}')
+    at = open_link("train", kind="similarity", options='{"x": 1}', image_size="32")
     assert at.session_state["plan"]["kind"] == "train" and at.session_state["plan"]["options"] == {}
     warnings = " ".join(w.value for w in at.warning)
     assert "Ignored the link's value for kind" in warnings and "Ignored the link's value for options" in warnings
