@@ -673,3 +673,17 @@ def test_a_link_cannot_turn_the_train_page_into_another_kind_of_run():
     assert at.session_state["plan"]["kind"] == "train" and at.session_state["plan"]["options"] == {}
     warnings = " ".join(w.value for w in at.warning)
     assert "Ignored the link's value for kind" in warnings and "Ignored the link's value for options" in warnings
+
+
+def test_the_strategy_guides_similarity_probe_runs_through_the_job_queue():
+    from ui import services
+
+    at = page("strategy_guide", image_size="32", per_class="20")
+    next(b for b in at.button if b.label == "Estimate similarity").click().run()
+    [run_id] = at.session_state["similarity_runs"].values()
+    assert services.store().load(run_id).plan.kind == "similarity"
+    assert services.runner().wait(run_id, timeout=300) == "finished"
+    at.run()
+    assert not at.exception
+    values = {m.label: m.value for m in at.metric}
+    assert float(values["Linear probe on CNN codes"]) > 0.3 and values["Verdict"] in ("similar", "different")

@@ -46,6 +46,11 @@ class SimilarityEstimate:
     pixel_accuracy: float
     samples: int
 
+    @classmethod
+    def from_values(cls, values: dict) -> "SimilarityEstimate":
+        """From the similarity run's result row (tlcore.labs.similarity)."""
+        return cls(float(values["cnn_accuracy"]), float(values["pixel_accuracy"]), int(values["samples"]))
+
     @property
     def verdict(self) -> Similarity:
         return "similar" if self.cnn_accuracy - self.pixel_accuracy >= CLEAR_GAIN else "different"

@@ -1,7 +1,8 @@
 import streamlit as st
 
 from tlcore import advisor, plots
-from ui import data as ui_data, state, widgets
+from tlcore.errors import TLCoreError
+from ui import data as ui_data, services, state, widgets
 
 state.start_page()
 st.title("Strategy guide")
@@ -32,11 +33,35 @@ linear classifier twice, scored by cross-validation: once on the frozen Efficien
 {advisor.CLEAR_GAIN * 100:.0f} points, what the network learned on ImageNet carries over to your images —
 that is what "similar" means for transfer. It takes a few seconds.
 """)
-key = ("similarity", plan.dataset, plan.dataset_path, plan.per_class, plan.imbalance, plan.seed)
+# The probe is a run of its own kind: it waits its turn in the job queue, under the host's limits,
+# like every run, instead of computing in this page's thread.
+probe_plan = plan.replace(kind="similarity", strategy="feature_extractor", head="linear")
+runs = st.session_state.setdefault("similarity_runs", {})
 if st.button("Estimate similarity"):
-    with st.spinner("Probing the frozen network and the raw pixels…"):
-        st.session_state[str(key)] = advisor.estimate_similarity(data, seed=plan.seed)
-est = st.session_state.get(str(key))
+    try:
+        runs[probe_plan.to_json()] = services.runner().submit(probe_plan, owner=services.owner())
+    except TLCoreError as e:
+        st.error(str(e))
+run_id = runs.get(probe_plan.to_json())
+
+
+@st.fragment(run_every=1.0 if run_id and services.store().status(run_id) in ("queued", "running") else None)
+def probe_status(run_id: str) -> None:
+    run = services.store().load(run_id, with_steps=False)
+    if run.active:
+        widgets.progress(run)
+        return
+    if run.status != "finished":
+        st.error(f"The similarity probe {run.status}: {run.message}")
+    if st.session_state.get("similarity_shown") != run_id:
+        st.session_state.similarity_shown = run_id
+        st.rerun()   # once: the grid and the verdict below are drawn from the finished run
+
+
+if run_id:
+    probe_status(run_id)
+done = services.store().load(run_id, with_steps=False) if run_id else None
+est = advisor.SimilarityEstimate.from_values(done.results[0].values) if done and done.results else None
 grid_slot.plotly_chart(plots.strategy_grid(advisor.RULES, size, est.verdict if est is not None else None,
                                            size_titles=SIZE_TITLES), key="grid")
 if est is None:
