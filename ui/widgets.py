@@ -113,12 +113,31 @@ def curves(run: Run) -> tuple:
 
 
 def draw_lr_actual(run: Run) -> None:
+    fig = live_figures(run).get("lr")
+    if fig is not None:
+        st.plotly_chart(fig, key=f"lr-{run.id}")
+
+
+def live_figures(run: Run) -> dict:
+    """The figures of a run being watched, built once per second of the run for every tab watching it:
+    five tabs on one run cost the server one set of figures a second, not five (tabs poll at their own
+    moments; the key changes only when a whole second of the run, an epoch or its status has passed)."""
+    last = run.steps[-1].elapsed if run.steps else 0.0
+    return _figures(run.id, run.status, len(run.epochs), len(run.unfrozen), int(last), _run=run)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _figures(run_id: str, status: str, n_epochs: int, n_unfrozen: int, second: int, *, _run: Run) -> dict:
+    run = _run
+    out = {"loss": plots.loss_curves([curves(run)]), "accuracy": plots.accuracy_curves([curves(run)])}
+    if run.last_epoch is not None and run.started is not None:
+        out["confusion"] = plots.confusion_heatmap(run.last_epoch.confusion, run.started.classes)
     steps: list[Step] = run.steps
-    if not steps or not run.started:
-        return
-    fig = plots.lr_curves(np.array([s.lrs for s in steps]), [*run.started.groups, "head"],
-                          x=[s.step / s.steps_per_epoch for s in steps], title="Learning rate per layer group (as used)")
-    st.plotly_chart(fig, key=f"lr-{run.id}")
+    if steps and run.started is not None:
+        out["lr"] = plots.lr_curves(np.array([s.lrs for s in steps]), [*run.started.groups, "head"],
+                                    x=[s.step / s.steps_per_epoch for s in steps],
+                                    title="Learning rate per layer group (as used)")
+    return out
 
 
 def follow(run_id: str) -> Run:

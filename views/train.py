@@ -118,6 +118,7 @@ def live(run_id: str) -> None:
             figures += run_progress.speed_figures(last)
         for col, (label, value) in zip(st.columns(len(figures)), figures):
             col.metric(label, value)
+    figs = widgets.live_figures(run)
     c1, c2 = st.columns(2)
     with c1:
         if svm:
@@ -125,14 +126,13 @@ def live(run_id: str) -> None:
                        "rate. Its accuracy and confusion matrix are the whole result; compare it with a network "
                        "on the Compare page.")
         else:
-            st.plotly_chart(plots.loss_curves([widgets.curves(run)]), key=f"loss-{run_id}")
+            st.plotly_chart(figs["loss"], key=f"loss-{run_id}")
             widgets.draw_lr_actual(run)
     with c2:
-        if last is not None:
-            st.plotly_chart(plots.confusion_heatmap(last.confusion, run.started.classes),
-                            key=f"cm-{run_id}")
+        if "confusion" in figs:
+            st.plotly_chart(figs["confusion"], key=f"cm-{run_id}")
         if not svm:
-            st.plotly_chart(plots.accuracy_curves([widgets.curves(run)]), key=f"acc-{run_id}")
+            st.plotly_chart(figs["accuracy"], key=f"acc-{run_id}")
 
 
 if run_id:
