@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _server import CHROMIUM, CHROMIUM_ARGS, ROOT, cpu_model, dirs_env, streamlit_server
+from _server import CHROMIUM, CHROMIUM_ARGS, ROOT, cpu_model, cpu_seconds, dirs_env, streamlit_server
 
 sys.path.insert(0, str(ROOT))
 
@@ -28,7 +28,8 @@ PLAN = {"dataset": "digits", "strategy": "fine_tune_top", "top_groups": 2, "imag
         "batch_size": 32, "schedule": "constant"}
 
 
-def timed_run(runner, plan, url: str, watchers: int, browser) -> dict:
+def timed_run(runner, plan, url: str, watchers: int, browser, server_pid: int) -> dict:
+    cpu0, t0 = cpu_seconds(server_pid), time.monotonic()
     run_id = runner.submit(plan, owner="bench")
     pages = []
     for _ in range(watchers):
@@ -39,8 +40,9 @@ def timed_run(runner, plan, url: str, watchers: int, browser) -> dict:
     run = runner.store.load(run_id)
     for page in pages:
         page.close()
+    server = (cpu_seconds(server_pid) - cpu0) / (time.monotonic() - t0)
     return {"watchers": watchers, "status": status, "seconds": round(run.ended.seconds, 2),
-            "val_acc": run.last_epoch.val_acc if run.last_epoch else None}
+            "server_cpu_s_per_s": round(server, 3), "val_acc": run.last_epoch.val_acc if run.last_epoch else None}
 
 
 def main() -> int:
@@ -63,12 +65,12 @@ def main() -> int:
         plan = Plan(**PLAN)
         runner = JobRunner(RunStore(), backend="process", max_queued_per_owner=100)
         rows = []
-        with streamlit_server(tmp) as (url, _pid), sync_playwright() as p:
+        with streamlit_server(tmp) as (url, server_pid), sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(niced), args=CHROMIUM_ARGS)
             runner.wait(runner.submit(plan, owner="bench"), 1800)   # warm: worker started, features cached
             for _ in range(args.repeats):
                 for w in counts:   # interleaved, so drift in the machine's load hits both alike
-                    rows.append(timed_run(runner, plan, url, w, browser))
+                    rows.append(timed_run(runner, plan, url, w, browser, server_pid))
                     print(json.dumps(rows[-1]), flush=True)
             browser.close()
         runner.shutdown()
