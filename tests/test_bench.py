@@ -109,7 +109,7 @@ def test_cpu_resnet18_inference_target_applies_only_at_224px():
     at_64 = Result(4, "resnet18", "img/s", 16.0, 8.0, rate=True, details={"model": "resnet18", "px": 64})
     attach_targets(at_224, "cpu")
     attach_targets(at_64, "cpu")
-    assert [(t.threshold, t.passed) for t in at_224.targets] == [(15.0, True)]
+    assert [(t.label, t.threshold, t.passed) for t in at_224.targets] == [("img/s", 15.0, True), ("speedup", 2.0, True)]
     assert at_64.targets == []
 
 

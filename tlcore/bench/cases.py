@@ -131,6 +131,7 @@ GOALS = (
     Goal("cpu", 1, "", "speedup", ">=", 20.0, "speedup", row="10 epochs"),
     Goal("cpu", 2, "", "speedup", ">=", 1.0, "speedup"),
     Goal("cpu", 4, "resnet18", "ours", ">=", 15.0, "img/s", px=224),
+    Goal("cpu", 4, "", "speedup", ">=", 2.0, "speedup", px=224),     # issue 17: with or without bf16
     Goal("any", 5, "", "ours", "<", 30.0, "s"),
     Goal("cuda", 4, "resnet18", "ours", ">=", 35_000, "img/s", px=224, min_batch=512),
     Goal("cuda", 4, "resnet50", "ours", ">=", 12_000, "img/s", px=224, min_batch=512),
