@@ -11,7 +11,6 @@ from the accuracy it measures on images the calibration did not see.
 from __future__ import annotations
 
 import contextlib
-import copy
 import time
 import warnings
 from dataclasses import dataclass
