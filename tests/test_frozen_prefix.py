@@ -9,6 +9,7 @@ from torch import nn
 
 from tlcore.device import pick
 from tlcore.models import MODELS, build_network
+from tlcore.models import fastpath
 from tlcore.models.fold import fold_batchnorm
 from tlcore.train.features import FrozenPrefix
 from tlcore.train.pipeline import Preprocess
@@ -18,6 +19,8 @@ BF16 = dataclasses.replace(pick("cpu"), amp_dtype=torch.bfloat16)
 # Architectures whose convolutions feed a BatchNorm directly; the others have none to fold
 # (AlexNet, VGG: no BatchNorm; ConvNeXt: LayerNorm) or only a few (DenseNet normalises before it convolves).
 FOLDS = {"efficientnet_lite0", "resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0"}
+# Convolutions directly followed by their activation, which the fp32 CPU copy fuses when oneDNN is present.
+FUSES = (FOLDS | {"alexnet", "vgg16", "vgg19"}) if fastpath.fusion_available() else set()
 
 
 def _with_real_statistics(net: nn.Module) -> nn.Module:
@@ -50,6 +53,8 @@ def test_fast_copy_of_every_group_reproduces_the_network(name):
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
     if name in FOLDS:
         assert fast.folded > 0 and not any(isinstance(m, nn.BatchNorm2d) for m in fast.module.modules())
+    if name in FUSES:    # the fp32 CPU copy runs each convolution and its activation as one oneDNN call
+        assert fast.fused > 0 and fast.mode == "fp32"
 
 
 def test_bf16_copy_stays_close_to_fp32_and_leaves_the_network_alone():

@@ -134,7 +134,7 @@ def test_other_weights_give_another_feature_key():
     assert cache_identity(other)["weights"] == "torchvision:ResNet18_Weights.IMAGENET1K_V1"
     scratch = Prepared(p.plan.replace(strategy="scratch"), p.data, p.policy, p.spec, p.size, p.prep)
     assert cache_identity(scratch)["weights"] == "random"
-    assert {"data", "size", "mode", "torch", "torchvision", "truncate_after"} <= set(mine)
+    assert {"data", "size", "dtype", "torch", "torchvision", "truncate_after"} <= set(mine)
 
 
 # --- the validation set belongs to the dataset -----------------------------------------------------

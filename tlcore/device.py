@@ -55,6 +55,12 @@ def _cpu_has_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
+def cpu_bf16_forced_off() -> bool:
+    """TLCORE_CPU_BF16=0: take the path of a CPU without bf16 even on one that has it (fp32, with
+    int8 where it pays), to measure or reproduce what most laptops get."""
+    return not read("TLCORE_CPU_BF16")
+
+
 def _mps_available() -> bool:
     mps = getattr(torch.backends, "mps", None)
     return mps is not None and mps.is_available()
@@ -91,7 +97,8 @@ def pick(choice: str = "auto") -> DevicePolicy:
     # channels_last lets oneDNN pick its fast convolution kernels (1.45x on depthwise-heavy nets here);
     # bf16 autocast only where the CPU does bf16 arithmetic natively (AVX512-BF16 / AMX): 2.3-3.8x on
     # frozen features there. Whether training steps use it too depends on the model (for_model).
-    bf16 = _cpu_has_bf16() and read("TLCORE_CPU_BF16")
+    # Without it, frozen features run fused fp32 or int8 (train/features.py FrozenPrefix).
+    bf16 = _cpu_has_bf16() and not cpu_bf16_forced_off()
     return DevicePolicy(torch.device("cpu"), torch.bfloat16 if bf16 else None, True,
                         f"cpu ({threads} threads{', bf16 inference' if bf16 else ''})", train_amp=bf16)
 

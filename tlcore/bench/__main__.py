@@ -38,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="test-only sizes: seconds per case, figures that mean nothing")
     p.add_argument("--cases", type=_cases, default=sorted(CASES), metavar="1,2,...",
                    help="; ".join(f"{k}: {v[0]}" for k, v in CASES.items()))
+    p.add_argument("--data-root", type=Path, metavar="DIR", default=None,
+                   help="a folder holding Fashion-MNIST in torchvision's layout (FashionMNIST/raw/...); default "
+                        "$TLCORE_BENCH_DATA, then the engine's data folder, else synthetic images of its shape")
     p.add_argument("--json", type=Path, metavar="PATH", help="save the results (a list of dicts, one per line below)")
     p.add_argument("--compare", type=Path, metavar="PATH", help="print how each figure moved since a saved --json")
     args = p.parse_args(argv)
@@ -51,13 +54,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     env = {**environment(pick("auto").name), "size": size}
     t0 = time.perf_counter()
-    results = run_suite(SIZES[size], args.cases, log=lambda line: print(line, file=sys.stderr, flush=True))
+    results = run_suite(SIZES[size], args.cases, log=lambda line: print(line, file=sys.stderr, flush=True),
+                        data_root=args.data_root)
     env["suite_s"] = round(time.perf_counter() - t0, 1)
     env["load_avg_1m_end"] = environment(env["device"])["load_avg_1m"]
 
     print(f"tlcore bench, {size} sizes, {env['suite_s']:.0f}s: {env['device']} | CPU {env['cpu']} ({env['cpu_count']} "
           f"cores) | GPU {env['gpu'] or '-'} | torch {env['torch']} | torchvision {env['torchvision']} | "
-          f"python {env['python']} | load average {env['load_avg_1m']} at start, {env['load_avg_1m_end']} at end")
+          f"python {env['python']} | CPU bf16 {env['cpu_bf16']} | load average {env['load_avg_1m']} at start, "
+          f"{env['load_avg_1m_end']} at end")
     print(SPEEDUP)
     print("reference = torchvision transforms (Resize, ToTensor, Normalize) per PIL image in a DataLoader, fp32, NCHW, "
           "the whole network forwarded every step, the same optimiser (AdamW, constant rate)\n")

@@ -128,7 +128,17 @@ def environment(device: str) -> dict[str, Any]:
             "python": platform.python_version(), "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
             "threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-            "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+            "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+            "cpu_bf16": cpu_bf16_state()}
+
+
+def cpu_bf16_state() -> str:
+    """"native", "absent", or "forced off" (TLCORE_CPU_BF16=0 on a CPU that has it): which CPU path ran."""
+    from ..device import _cpu_has_bf16, cpu_bf16_forced_off
+
+    if not _cpu_has_bf16():
+        return "absent"
+    return "forced off (TLCORE_CPU_BF16=0)" if cpu_bf16_forced_off() else "native"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,6 +175,7 @@ class Result:
     notes: list[str] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     error: str = ""
+    absent: str = "-"               # what the table shows for a figure that is None ("not reached")
 
     @property
     def speedup(self) -> float | None:
@@ -208,7 +219,8 @@ def table(results: list[Result]) -> str:
         if r.error:
             cells = f"ERROR: {r.error}"
         speed = f"{r.speedup:.2f}x" if r.speedup is not None else "-"
-        rows.append((str(r.case), r.name, r.metric, fmt(r.ours), fmt(r.reference), speed, cells))
+        ours, ref = (fmt(v) if v is not None else r.absent for v in (r.ours, r.reference))
+        rows.append((str(r.case), r.name, r.metric, ours, ref, speed, cells))
     width = [max(len(row[i]) for row in rows) for i in range(len(head) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, width)) + "  " + row[-1] for row in rows]
     lines.insert(1, "-" * len(lines[0]))

@@ -33,7 +33,8 @@ from ..models.base import Network
 from ..models.build import group_mflops, weights_identity
 from . import rng
 from .events import Emit, EpochEnded, Phase, RunStarted, Step
-from .features import FeatureCache, FrozenPrefix, compute_prefix, feature_identity, feature_key, prefix_numel
+from .features import (FeatureCache, FrozenPrefix, compute_prefix, feature_identity, feature_key, prefix_mode,
+                       prefix_numel)
 from .pipeline import Preprocess
 from .plan import Plan
 from .schedules import group_lrs, multiplier
@@ -153,7 +154,9 @@ def source_at(net: Network, cut: int, prepared: Prepared, cache: FeatureCache, e
     n_groups = len(net.group_names)
     if frozen_prefix_is_fixed(plan, cut) and cache.fits(len(d.train_y) + len(d.val_y),
                                                         prefix_numel(net, cut, prepared.prep)):
-        key = feature_key(identity if identity is not None else cache_identity(prepared), cut)
+        ident = identity if identity is not None else cache_identity(prepared)
+        mode = prefix_mode(net, cut, policy, len(d.train_y) + len(d.val_y), prepared.size)
+        key = feature_key({**ident, "mode": mode}, cut)
         pair, seconds = cache.get(key), 0.0
         if pair is None:
             with cache.computing(key, should_stop):   # students asking for the same features: computed once
