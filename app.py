@@ -23,4 +23,8 @@ PAGES = [
     st.Page("views/metrics_lab.py", title="Metrics lab", icon=":material/calculate:"),
     st.Page("views/strategy_guide.py", title="Strategy guide", icon=":material/explore:"),
 ]
+from tlcore.teacher import teacher_key_set  # noqa: E402
+
+if teacher_key_set():   # hosts that set TLCORE_TEACHER_KEY get the teacher's view (it asks for the key)
+    PAGES.append(st.Page("views/teacher.py", title="Teacher", icon=":material/school:"))
 st.navigation(PAGES).run()

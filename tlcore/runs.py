@@ -62,6 +62,7 @@ class RunSummary:
     message: str = ""
     kind: str = "train"
     dataset_name: str = ""
+    lesson: str = ""
 
 
 @dataclass(frozen=True)
@@ -180,13 +181,13 @@ class RunStore:
         run = self.load(run_id, with_steps=False)
         return cell_images(run, self.predictions(run_id), true_class, pred_class, limit, loader)
 
-    def create(self, plan: Plan, *, owner: str = "", label: str = "") -> str:
+    def create(self, plan: Plan, *, owner: str = "", label: str = "", lesson: str = "") -> str:
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
         with self.db.write() as c:
             c.execute(insert(runs_t).values(
                 id=run_id, created=time.time(), owner=owner, label=label[:200], kind=plan.kind, plan_json=plan.to_json(),
                 status="queued", message="", host=_HOST, pid=os.getpid(), process=_PROCESS, heartbeat=db_now(),
-                stop_requested=False))
+                stop_requested=False, lesson=lesson[:100]))
         d = self.artifact_dir(run_id)
         d.mkdir(parents=True, exist_ok=True)
         (d / "plan.json").write_text(plan.to_json())
@@ -244,6 +245,11 @@ class RunStore:
         if not owner or self._row(run_id)["owner"] != owner:
             raise NotOwner(run_id, action)
 
+    def check_owner_or_teacher(self, run_id: str, owner: str, teacher_key: str | None, action: str) -> None:
+        from .teacher import is_teacher
+        if not is_teacher(teacher_key):
+            self.check_owner(run_id, owner, action)
+
     def rename(self, run_id: str, label: str, *, owner: str) -> None:
         self.check_owner(run_id, owner, "rename")
         with self.db.write() as c:
@@ -262,7 +268,7 @@ class RunStore:
             out.append(RunSummary(r["id"], r["created"], r["owner"], r["label"], plan.get("strategy", ""),
                                   plan.get("model", ""), plan.get("dataset", ""), r["status"], r["val_acc"],
                                   r["macro_f1"], r["seconds"], r["trainable_params"], r["message"],
-                                  kind=r["kind"], dataset_name=plan.get("dataset_name", "")))
+                                  kind=r["kind"], dataset_name=plan.get("dataset_name", ""), lesson=r["lesson"]))
         return out
 
     def delete(self, run_id: str, *, owner: str) -> None:
@@ -316,10 +322,11 @@ class RunStore:
                     ended.append(run_id)
         return ended
 
-    def request_stop(self, run_id: str, *, owner: str | None) -> None:
-        """Ask whoever runs it to stop (the worker checks every step). `owner=None`: a teacher's stop."""
+    def request_stop(self, run_id: str, *, owner: str | None, teacher_key: str | None = None) -> None:
+        """Ask whoever runs it to stop (the worker checks every step): its owner, or the teacher with
+        the host's key. `owner=None` is for tlcore's own stops (shutdown), never for a page."""
         if owner is not None:
-            self.check_owner(run_id, owner, "stop")
+            self.check_owner_or_teacher(run_id, owner, teacher_key, "stop")
         with self.db.write() as c:
             c.execute(update(runs_t).where(runs_t.c.id == run_id).values(stop_requested=True))
 

@@ -84,6 +84,8 @@ _TABLE = (
             None, "TLCORE_HOME/artifacts"),
     Setting("TLCORE_HEARTBEAT_GRACE_S", "float", "seconds without a heartbeat after which an active run is ended as "
             "interrupted", 60.0, low=5, high=86400),
+    Setting("TLCORE_TEACHER_KEY", "text", "the key that opens the teacher's view of the class (unset: no teacher's view)",
+            None, "no teacher's view"),
     Setting("TLCORE_RAY_ADDRESS", "text", "a Ray cluster to run on (host:port of its head); unset: worker processes here",
             None, "worker processes on this host"),
     Setting("TLCORE_RAY_GPU_FRACTION", "float", "the share of a GPU one run declares on Ray (below 1: runs share GPUs)",

@@ -243,7 +243,15 @@ def hidden(name: str) -> bool:
 
 
 def locked() -> bool:
-    return teacher().get("lesson") == "1"
+    """A lesson link (`lesson=1`, or `lesson=<name>`) locks the plan to the link."""
+    return teacher().get("lesson", "0") not in ("", "0")
+
+
+def lesson_name() -> str:
+    """The lesson a run is started from, for the teacher's leaderboard: `lesson=<name>`'s name
+    (`lesson=1` is the unnamed "lesson"); "" outside a lesson."""
+    value = teacher().get("lesson", "")
+    return "" if value in ("", "0") else ("lesson" if value == "1" else value[:100])
 
 
 def share_link(p: Plan, teacher_settings: dict[str, str], base: str = "", dataset_token: str | None = None) -> str:

@@ -1,7 +1,7 @@
 import streamlit as st
 
 from tlcore import plots, progress as run_progress
-from tlcore.errors import NotOwner, PlanError
+from tlcore.errors import NotOwner, PlanError, TLCoreError
 from tlcore.models import MODELS
 from tlcore.runs import RunNotFound
 from tlcore.train.strategies import planned_lrs, steps_per_epoch
@@ -68,10 +68,11 @@ run_id = widgets.current_run_id()   # forgets (and says so) a run that no longer
 b1, b2, _ = st.columns([1, 1, 4])
 if b1.button("Start training", type="primary", disabled=err is not None):
     try:
-        st.session_state.run_id = runner.submit(plan, owner=services.owner())
+        st.session_state.run_id = runner.submit(plan, owner=services.owner(), lesson=state.lesson_name())
         st.query_params["run"] = st.session_state.run_id   # a reload comes back to it; never in the shared link
-    except PlanError as e:
+    except TLCoreError as e:   # a plan over the host's limits, or this browser's queue already full
         st.error(str(e))
+st.caption(f"Runs queue for the device; each browser may have up to {runner.max_queued_per_owner} waiting at once.")
 run_id = st.session_state.get("run_id")
 try:
     active = bool(run_id) and store.status(run_id) in ("queued", "running")

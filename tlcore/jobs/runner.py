@@ -63,7 +63,7 @@ class JobRunner:
         self._sweeper.start()
 
     # --- what pages call ---------------------------------------------------------------------------
-    def submit(self, plan: Plan, *, owner: str = "", label: str = "") -> str:
+    def submit(self, plan: Plan, *, owner: str = "", label: str = "", lesson: str = "") -> str:
         self.limits.check(plan)
         device = device_of(plan)
         with self._lock:
@@ -71,7 +71,7 @@ class JobRunner:
             if waiting >= self.max_queued_per_owner:
                 raise QueueFull(f"you already have {waiting} runs waiting, the most this server queues for one "
                                 "person: wait until one of them starts, or stop one")
-            run_id = self.store.create(plan, owner=owner, label=label)
+            run_id = self.store.create(plan, owner=owner, label=label, lesson=lesson)
             self._queues.setdefault(device, deque()).append((run_id, plan, owner))
             self._spawn(device)
             self._lock.notify_all()  # all devices' slots share one condition: notify() could wake the wrong one
@@ -93,11 +93,10 @@ class JobRunner:
         with self._lock:
             return sorted(self._running)
 
-    def stop(self, run_id: str, *, owner: str | None) -> None:
-        """Stop a queued or running run. Only its owner may (NotOwner otherwise); `owner=None` is the
-        teacher's stop, which the page grants only with the teacher's key."""
-        if owner is not None:
-            self.store.check_owner(run_id, owner, "stop")
+    def stop(self, run_id: str, *, owner: str, teacher_key: str | None = None) -> None:
+        """Stop a queued or running run. Only its owner may (NotOwner otherwise), or a teacher holding
+        the host's TLCORE_TEACHER_KEY: the one deliberate exception."""
+        self.store.check_owner_or_teacher(run_id, owner, teacher_key, "stop")
         with self._lock:
             for queue in self._queues.values():
                 for item in queue:

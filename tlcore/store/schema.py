@@ -30,6 +30,7 @@ runs = Table(
     Column("heartbeat", Float),
     Column("stop_requested", Boolean, nullable=False, server_default="0"),
     Column("worker", String(255)),
+    Column("lesson", String(100), nullable=False, server_default=""),
 )
 Index("runs_status", runs.c.status)
 Index("runs_owner_created", runs.c.owner, runs.c.created)
