@@ -80,4 +80,4 @@ def test_a_run_started_from_a_lesson_link_is_on_that_lessons_board():
     next(b for b in at.button if b.label == "Start training").click().run()
     run_id = at.session_state["run_id"]
     assert services.store().list()[0].lesson == "week3"
-    services.runner().stop(run_id, owner=services.owner())
+    services.runner().stop(run_id, owner=at.session_state["owner"])
