@@ -272,11 +272,14 @@ def train_epoch(net: Network, src: Source, optim: Optimiser, prepared: Prepared,
         loss = _step(net, src, idx, y[idx], optim, prepared, gen)
         loss_sum += loss.detach()
         now = time.perf_counter()
+        # Each epoch's first and last steps are always reported (so the curves start where the schedule
+        # starts, whatever the machine's speed); steps between them at most every STEP_EVENT_INTERVAL_S.
+        report = i == 0 or i == spe - 1 or now - last_emit >= STEP_EVENT_INTERVAL_S
         # Reading the loss syncs the GPU; do it only when we report (always on CPU: it is free there).
-        if not policy.is_cuda or now - last_emit >= STEP_EVENT_INTERVAL_S or i == spe - 1:
+        if not policy.is_cuda or report:
             value = float(loss.item())
             _check_finite(value, plan, f"at epoch {epoch + 1}, step {i + 1}")
-            if now - last_emit >= STEP_EVENT_INTERVAL_S or i == spe - 1:
+            if report:
                 done = min((i + 1) * bs, n_train)
                 emit(Step(epoch, clock.step0 + i, clock.total, spe, value, optim.lrs(src.cut, len(net.group_names)),
                           done / max(now - t_start, 1e-9), now - clock.t0))
