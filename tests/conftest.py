@@ -1,9 +1,17 @@
 """Every test gets its own run store, caches and data root: nothing touches ~/.cache or the network."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Under pytest-xdist (README's test command runs the suite on two workers) each worker is one core's
+# worth of the machine: one thread each, so the workers share the cores instead of fighting over them.
+# Set before anything imports torch, so its thread pool starts at that size.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("TLCORE_CPU_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
