@@ -246,7 +246,7 @@ def run(plan, emit, should_stop, artifact_dir):
                    "single_B": sb, "joint_params": n_params(joint.net), "single_params": single_params,
                    "joint_seconds": joint.seconds, "single_seconds": single_seconds, "b_labels": o["b_labels"]}
         if joint.net.log_vars is not None:
-            metrics.update({f"s_{t}": float(joint.net.log_vars[t]) for t in TASKS})
+            metrics.update({f"s_{t}": float(joint.net.log_vars[t].detach()) for t in TASKS})
         emit(Metrics(metrics))
 
 
