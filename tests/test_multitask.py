@@ -141,3 +141,38 @@ def test_cli_refuses_a_label_share_outside_zero_to_one(capsys):
     from tlcore.__main__ import main
     assert main(["multitask", "--b-labels", "1.5"]) == 2
     assert "b_labels" in capsys.readouterr().err
+
+
+def _page(name: str, owner: str | None = None):
+    from pathlib import Path
+
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+    root = Path(__file__).resolve().parents[1]
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
+    if owner is not None:
+        at.session_state["owner"] = owner
+    at.run()
+    at.switch_page(str(root / "views" / f"{name}.py")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_page_renders_and_shows_a_finished_run_with_findings_and_compare_lists_its_tasks():
+    from tlcore.runs import RunStore
+    at = _page("multitask")
+    assert any(b.label == "Run joint vs single-task" for b in at.button)
+    store = RunStore()
+    plan = Plan(kind="multitask", dataset="digit_pairs", epochs=1, lr=3e-3,
+                options={"pairs": 200, "width": 2, "b_labels": 0.05, "related": False})
+    run_id = store.create(plan, owner="me-test-owner-0000000000")
+    mt.run(plan, lambda e: store.append(run_id, e), lambda: False, store.artifact_dir(run_id))
+    at = _page("multitask", owner="me-test-owner-0000000000")
+    assert any(h.value == "What this run showed" for h in at.subheader)
+    text = " ".join(m.value for m in at.markdown)
+    assert "Shared features" in text and "Unequal amounts of data" in text
+    at = _page("compare", owner="me-test-owner-0000000000")
+    assert any("Multi-task runs, per task" in m.value for m in at.markdown)
+    table = at.dataframe[-1].value
+    assert {"joint A", "single B"} <= set(table.columns)

@@ -362,3 +362,20 @@ register_command(Command(KIND, "multi-task learning: a shared trunk for two task
                          description="Train one network on two tasks at once (left digit, and right digit or "
                                      "background) beside two single-task networks of the same trunk; print one "
                                      "JSON line with each side's accuracy per task and parameter count."))
+
+
+def per_task_rows(runs, names: dict[str, tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+    """Compare's table for the multi-task runs among `runs`: one row each, every task's accuracy
+    for the joint and the single-task networks, and the settings that tell the runs apart."""
+    rows = []
+    for r in runs:
+        out = Outcome.of(r.results) if r.plan.kind == KIND else None
+        if out is None:
+            continue
+        o = options(r.plan)
+        rows.append({"run": (names or {}).get(r.id, (r.name,))[0], "task B": "right digit" if o["related"] else
+                     "background", "B labels": f"{o['b_labels']:.0%}", "width": o["width"],
+                     "joint A": out.joint["A"], "single A": out.single["A"], "joint B": out.joint["B"],
+                     "single B": out.single["B"], "joint params": int(out.joint["params"]),
+                     "single params": int(out.single["params"])})
+    return rows
