@@ -176,3 +176,9 @@ def test_page_renders_and_shows_a_finished_run_with_findings_and_compare_lists_i
     assert any("Multi-task runs, per task" in m.value for m in at.markdown)
     table = at.dataframe[-1].value
     assert {"joint A", "single B"} <= set(table.columns)
+
+
+def test_mnist_pairs_are_built_from_mnist_when_it_is_on_disk(shared_data):
+    d = load_two_task("mnist_pairs", train_pairs=40, val_pairs=20, root=shared_data)
+    assert d.train_x.shape == (40, 3, 28, 28) and d.val_x.shape == (20, 3, 28, 28)
+    assert int(d.train_a.max()) <= 9 and int(d.train_b.max()) <= 9
