@@ -103,6 +103,11 @@ def show(run_id: str) -> None:
             store.request_stop(run_id, owner=services.owner())
     elif run.status != "finished":
         st.warning(f"The run {run.status}: {run.message}")
+    if not run.active and st.session_state.get("multitask_polling") == run_id:
+        st.session_state.multitask_polling = None
+        st.rerun()   # once: a full rerun draws the ended run without polling it every second
+    if run.active:
+        st.session_state.multitask_polling = run_id
     b_title = "Task B: right digit" if o["related"] else "Task B: background brightness"
     a, b = st.columns(2)
     a.plotly_chart(figs.task_curves(run.results, "A", "Task A: left digit"), key=f"mt-a-{run_id}")
