@@ -34,7 +34,9 @@ c1, c2, c3 = st.columns(3)
 dataset = c1.selectbox("Images", list(PAIR_SOURCES), format_func={"digit_pairs": "digit pairs (bundled, offline)",
                                                                    "mnist_pairs": "MNIST pairs (needs MNIST on disk)"}.get)
 related = c1.radio("Task B", ["right digit (related)", "background brightness (unrelated)"]).startswith("right")
-share = c2.select_slider("Share of task B's labels kept", SHARES[::-1], value=1.0, format_func=lambda v: f"{v:.0%}")
+share = c2.select_slider("Share of task B's labels kept", SHARES[::-1], value=1.0, format_func=lambda v: f"{v:.0%}",
+                         help="Pairs without a B label are left out of B's loss, which is the mean over the "
+                              "labelled pairs of each batch.")
 width = c2.select_slider("Trunk width", list(mt.WIDTHS), value=mt.DEFAULTS["width"],
                          help="Channels of the first layer; the trunk ends in 4 x width features both heads share.")
 weighting = c3.radio("Loss", ["fixed weights", "uncertainty weighting"],

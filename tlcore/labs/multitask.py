@@ -306,17 +306,30 @@ def findings(opts: dict[str, Any], out: Outcome) -> list[str]:
         said.append(f"Unequal amounts of data: task B kept only {share:.0%} of its labels. "
                     + ("The joint network let B borrow what A's many labels taught the trunk." if gain_b > MARGIN else
                        "B did not gain from A's labels here.")
-                    + (" Task A, with most of the gradient, paid nothing for it." if gain_a >= -MARGIN else
-                       f" Task A lost {-gain_a * 100:.1f} points."))
+                    + (" Task A, with most of the labels, paid nothing for it." if gain_a >= -MARGIN else
+                       f" Task A lost {-gain_a * 100:.1f} points: B's loss, averaged over its few labelled pairs "
+                       "in each batch, pulls the shared trunk as hard as A's, and its pull is noisy. "
+                       "A lower weight for B shows the difference."))
     w = o["width"]
     worse = [t for t, g in (("A", gain_a), ("B", gain_b)) if g < -MARGIN]
     ratio = j["params"] / max(s["params"], 1)
     said.append(f"Network size: the trunk ends in {4 * w} features (width {w}); the joint network has "
                 f"{int(j['params']):,} parameters against {int(s['params']):,} for the two single-task networks "
                 f"({ratio:.0%})."
-                + (f" Sharing that trunk cost task {' and '.join(worse)} accuracy: a wider trunk may be needed to do "
-                   "well on both." if worse else " It was big enough to do both tasks without losing either."))
+                + (size_verdict(worse, s, share)))
     return said
+
+
+def size_verdict(worse: list[str], single: dict[str, float], share: float) -> str:
+    if single["A"] < 0.5 and single["B"] < 0.5:
+        return (f" Even a single-task network of this trunk does poorly (A {single['A']:.3f}, B {single['B']:.3f}): "
+                "the trunk is too small for one task, let alone two.")
+    if not worse:
+        return " It was big enough to do both tasks without losing either."
+    lost = f" Sharing that trunk cost task {' and '.join(worse)} accuracy"
+    if share >= 0.5:
+        return lost + ": a wider trunk may be needed to do well on both."
+    return lost + ", but with B's labels this scarce, the unequal data above may be the cause rather than the size."
 
 
 # --- the command line ------------------------------------------------------------------------------
