@@ -9,7 +9,7 @@ import torch
 from tlcore.data.pairs import BRIGHTNESS, load_two_task
 from tlcore.errors import PlanError
 from tlcore.labs import multitask as mt
-from tlcore.labs.multitask_net import MultiTaskNet, multitask_loss, to_input
+from tlcore.labs.multitask_net import multitask_loss, to_input
 from tlcore.train.events import LabResult, Metrics, RunEnded
 from tlcore.train.plan import Plan
 

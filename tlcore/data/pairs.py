@@ -14,8 +14,6 @@ disk) are also registered as ordinary datasets whose label is task A, so the Dat
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,9 +79,8 @@ def _compose(x: torch.Tensor, y: torch.Tensor, n: int, side: int, gen: torch.Gen
     return img.unsqueeze(1).expand(-1, 3, -1, -1).contiguous(), y[left], y[right], level
 
 
-def _singles(source: str, side: int, root: Path | str | None) -> ImageSplits:
-    # Never a download from here: MNIST pairs exist only where MNIST is already on disk.
-    return load_dataset(source, image_size=28 if source == "mnist" else side, root=root, download=False)
+def _singles(source: str, side: int, root: Path | str | None, download: bool) -> ImageSplits:
+    return load_dataset(source, image_size=28 if source == "mnist" else side, root=root, download=download)
 
 
 def _grey(x: torch.Tensor, side: int) -> torch.Tensor:
@@ -94,11 +91,13 @@ def _grey(x: torch.Tensor, side: int) -> torch.Tensor:
 
 
 def load_two_task(dataset: str, *, related: bool = True, train_pairs: int = DEFAULT_TRAIN_PAIRS,
-                  val_pairs: int = VAL_PAIRS, seed: int = 0, root: Path | str | None = None) -> TwoTaskSplits:
+                  val_pairs: int = VAL_PAIRS, seed: int = 0, root: Path | str | None = None,
+                  download: bool = False) -> TwoTaskSplits:
     """The two-task images of `dataset` (a name in PAIR_SOURCES). The pairs depend on `seed` only
-    through the training pairs: the validation pairs are the same for every run."""
+    through the training pairs: the validation pairs are the same for every run. `download`: fetch
+    MNIST first if it is not on disk (the lab's runs never do: the Data page or `prefetch mnist` does)."""
     source, side = PAIR_SOURCES[dataset]
-    singles = _singles(source, side, root)
+    singles = _singles(source, side, root, download)
     tr_x, va_x = _grey(singles.train_x, side), _grey(singles.val_x, side)
     x, a, right, level = _compose(tr_x, singles.train_y, train_pairs, side, torch.Generator().manual_seed(seed))
     vx, va, vright, vlevel = _compose(va_x, singles.val_y, val_pairs, side, torch.Generator().manual_seed(10_007))
@@ -107,14 +106,10 @@ def load_two_task(dataset: str, *, related: bool = True, train_pairs: int = DEFA
                          name=DATASETS[dataset].title)
 
 
-def fingerprint(dataset: str, **options: Any) -> str:
-    return hashlib.sha256(json.dumps({"dataset": dataset, **options}, sort_keys=True).encode()).hexdigest()[:24]
-
-
 def _load_as_images(dataset: str, root: Path, image_size: int, seed: int, val_fraction: float,
                     path: Any = None, download: bool = False) -> ImageSplits:
     """The registry's view: the pair images labelled by task A (the left digit)."""
-    d = load_two_task(dataset, root=root)
+    d = load_two_task(dataset, root=root, download=download)
     return ImageSplits(d.train_x, d.train_a, d.val_x, d.val_a, DIGITS, d.name)
 
 

@@ -226,8 +226,8 @@ def run(plan, emit, should_stop, artifact_dir):
         for epoch in range(plan.epochs):
             for arm in arms:
                 # Weights balance tasks inside one network: a single-task network's one loss is taken as it is.
-                loss = train_steps(arm, data, keep_b, weights if arm is joint else {}, plan, spe, epoch * spe, spe * plan.epochs,
-                                   on_step(epoch), should_stop)
+                loss = train_steps(arm, data, keep_b, weights if arm is joint else {}, plan, spe, epoch * spe,
+                                   spe * plan.epochs, on_step(epoch), should_stop)
                 acc = accuracy(arm.net, data.val_x, val)
                 final[arm.name] = acc
                 for task, a in acc.items():
