@@ -282,3 +282,6 @@ def dataset_rows(root: Path | str | None = None) -> list[dict]:
     return [{"name": s.name, "title": s.title, "source": s.source, "classes": len(s.classes) or "?",
              "native_px": s.native_size or "varies", "offline": "yes" if s.available_offline(root) else "needs download",
              "licence": s.licence} for s in DATASETS.values()]
+
+
+from . import pairs as _pairs  # noqa: E402,F401  (registers the two-label datasets of the multi-task lab)

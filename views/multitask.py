@@ -1,0 +1,140 @@
+import pandas as pd
+import streamlit as st
+
+from tlcore.data.pairs import PAIR_SOURCES
+from tlcore.errors import TLCoreError
+from tlcore.labs import multitask as mt
+from tlcore.labs import multitask_figures as figs
+from tlcore.runs import RunNotFound
+from tlcore.train.events import Step
+from tlcore.train.plan import Plan
+from ui import services, state
+
+state.start_page()
+st.title("Multi-task learning")
+st.markdown("""
+Instead of one network per task, a single network can learn several tasks at once: a **shared
+trunk** turns each image into features, and each task gets its own small **head** on top. Each
+image here holds two digits side by side. **Task A** is the left digit. **Task B** is either the
+right digit (a task that needs the same kind of features) or how bright the background is (a
+task that has nothing to do with digits).
+
+The lecture notes give three conditions for sharing to pay off. Each has a control below:
+1. **The tasks can share lower-level features**: make task B related or unrelated.
+2. **Each task has about as much data as the other**: keep only a share of task B's labels (the
+   pairs without one are left out of B's loss).
+3. **The network is big enough to do well on every task**: make the trunk narrow or wide.
+
+Every run trains the joint network and, beside it, two single-task networks with the same trunk,
+for the same number of steps, so you see what sharing gained or cost.
+""")
+
+SHARES = [1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01]
+c1, c2, c3 = st.columns(3)
+dataset = c1.selectbox("Images", list(PAIR_SOURCES), format_func={"digit_pairs": "digit pairs (bundled, offline)",
+                                                                   "mnist_pairs": "MNIST pairs (needs MNIST on disk)"}.get)
+related = c1.radio("Task B", ["right digit (related)", "background brightness (unrelated)"]).startswith("right")
+share = c2.select_slider("Share of task B's labels kept", SHARES[::-1], value=1.0, format_func=lambda v: f"{v:.0%}",
+                         help="Pairs without a B label are left out of B's loss, which is the mean over the "
+                              "labelled pairs of each batch.")
+width = c2.select_slider("Trunk width", list(mt.WIDTHS), value=mt.DEFAULTS["width"],
+                         help="Channels of the first layer; the trunk ends in 4 x width features both heads share.")
+weighting = c3.radio("Loss", ["fixed weights", "uncertainty weighting"],
+                     help="Fixed: w_A·L_A + w_B·L_B. Uncertainty (Kendall, Gal and Cipolla 2018): each task's loss "
+                          "is scaled by exp(-s) and s is added, with s learned, so a noisy task weighs itself down.")
+unc = weighting.startswith("uncertainty")
+w_b = c3.slider("Weight of task B (w_A = 1)", 0.0, 2.0, 1.0, 0.1, disabled=unc)
+epochs = c3.number_input("Epochs", 1, 30, 5)
+
+options = {"related": related, "b_labels": float(share), "width": int(width),
+           "weighting": "uncertainty" if unc else "fixed", "w_a": 1.0, "w_b": float(w_b)}
+try:
+    plan = Plan(kind=mt.KIND, dataset=dataset, epochs=int(epochs), lr=3e-3, schedule="one_cycle", options=options)
+    error = None
+except TLCoreError as e:
+    plan, error = None, str(e)
+if error:
+    st.error(error)
+if st.button("Run joint vs single-task", type="primary", disabled=plan is None or state.locked()):
+    try:
+        st.session_state.multitask_run = services.runner().submit(plan, owner=services.owner())
+    except TLCoreError as e:
+        st.error(str(e))
+
+store = services.store()
+mine = [r for r in store.list(owner=services.owner()) if r.kind == mt.KIND]
+if mine:
+    ids = [r.id for r in mine]
+    current = st.session_state.get("multitask_run")
+    pick = st.selectbox("Show run", ids, index=ids.index(current) if current in ids else 0,
+                        format_func=lambda i: next(f"{r.id} · {r.status}" for r in mine if r.id == i))
+    st.session_state.multitask_run = pick
+run_id = st.session_state.get("multitask_run")
+
+
+def _describe(o: dict) -> str:
+    what = "right digit" if o["related"] else "background brightness"
+    weights = "uncertainty weighting" if o["weighting"] == "uncertainty" else f"w_A={o['w_a']:g}, w_B={o['w_b']:g}"
+    return f"Task B: {what} · {o['b_labels']:.0%} of B's labels · trunk width {o['width']} · {weights}"
+
+
+def _active(run_id: str | None) -> bool:
+    try:
+        return bool(run_id) and store.status(run_id) in ("queued", "running")
+    except RunNotFound:
+        return False
+
+
+@st.fragment(run_every=1.0 if _active(run_id) else None)
+def show(run_id: str) -> None:
+    try:
+        run = store.load(run_id)
+    except RunNotFound:
+        st.info("That run was deleted.")
+        return
+    o = mt.options(run.plan)
+    st.caption(_describe(o))
+    if run.status == "queued":
+        st.info("Waiting for the device…")
+    elif run.active:
+        step = next((e for e in reversed(run.events) if isinstance(e, Step)), None)
+        if step is not None:
+            st.progress(min((step.step + 1) / step.total_steps, 1.0),
+                        text=f"epoch {step.epoch + 1} of {run.plan.epochs} · step {step.step + 1}/{step.total_steps}")
+        if st.button("Stop", key="mt-stop"):
+            store.request_stop(run_id, owner=services.owner())
+    elif run.status != "finished":
+        st.warning(f"The run {run.status}: {run.message}")
+    if not run.active and st.session_state.get("multitask_polling") == run_id:
+        st.session_state.multitask_polling = None
+        st.rerun()   # once: a full rerun draws the ended run without polling it every second
+    if run.active:
+        st.session_state.multitask_polling = run_id
+    b_title = "Task B: right digit" if o["related"] else "Task B: background brightness"
+    a, b = st.columns(2)
+    a.plotly_chart(figs.task_curves(run.results, "A", "Task A: left digit"), key=f"mt-a-{run_id}")
+    b.plotly_chart(figs.task_curves(run.results, "B", b_title), key=f"mt-b-{run_id}")
+    out = mt.Outcome.of(run.results)
+    if out is None:
+        return
+    st.plotly_chart(figs.outcome_bars(out), key=f"mt-bars-{run_id}")
+    rows = [{"network": name, "task A accuracy": side["A"], "task B accuracy": side["B"],
+             "parameters": int(side["params"]), "training seconds": side["seconds"]}
+            for name, side in (("joint (one shared trunk, two heads)", out.joint),
+                               ("two single-task networks", out.single))]
+    st.dataframe(pd.DataFrame(rows).style.format({"task A accuracy": "{:.3f}", "task B accuracy": "{:.3f}",
+                                                  "parameters": "{:,}", "training seconds": "{:.1f}"}),
+                 hide_index=True)
+    st.subheader("What this run showed")
+    for line in mt.findings(o, out):
+        st.markdown(f"- {line}")
+    s = {k: v for k, v in run.metrics.items() if k.startswith("s_")}
+    if s:
+        st.caption("Learned log-variances s (a larger s means the task's loss counted less): "
+                   + ", ".join(f"task {k[2:]}: {v:.2f}" for k, v in s.items()))
+
+
+if run_id:
+    show(run_id)
+else:
+    st.caption("Pick the settings and start a run: the curves per task appear as it trains.")
