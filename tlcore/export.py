@@ -151,14 +151,26 @@ def _write_torchscript(model: Packaged, example: torch.Tensor, path: Path) -> No
 
 
 def _write_onnx(model: Packaged, example: torch.Tensor, path: Path) -> None:
+    """torch's TorchScript-based exporter (opset 17) where this torch still has it: about 5x faster
+    than the dynamo exporter on these networks (12 s vs 60 s for EfficientNet-Lite0 on a loaded 2-core
+    CPU). The dynamo exporter (needs onnxscript) is the fallback."""
     import warnings
-    try:
-        import onnxscript  # noqa: F401  (torch's exporter needs it)
-    except ImportError:
-        raise ExportError("ONNX export needs the onnx and onnxscript packages: pip install onnx onnxscript") from None
-    batch = torch.export.Dim("batch", min=1, max=1024)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(model, (example,), str(path), dynamo=False, input_names=["images"],
+                              output_names=["probabilities"], dynamic_axes={"images": {0: "batch"},
+                                                                            "probabilities": {0: "batch"}},
+                              opset_version=17)
+            return
+        except Exception:  # noqa: BLE001 - no legacy exporter in this torch, or it cannot trace this network
+            _remove(path)
+        try:
+            import onnxscript  # noqa: F401  (the dynamo exporter needs it)
+        except ImportError:
+            raise ExportError("ONNX export needs the onnx and onnxscript packages: pip install onnx onnxscript") \
+                from None
+        batch = torch.export.Dim("batch", min=1, max=1024)
         program = torch.onnx.export(model, (example,), dynamo=True, input_names=["images"],
                                     output_names=["probabilities"], dynamic_shapes={"images": {0: batch}},
                                     verbose=False)
