@@ -77,7 +77,7 @@ def predict_box(run: Run) -> None:
     items = [*(files or []), *shots]
     if len(items) > MAX_IMAGES:
         st.warning(f"Showing the first {MAX_IMAGES} of {len(items)} images.")
-    for f in items[:MAX_IMAGES]:
+    for i, f in enumerate(items[:MAX_IMAGES]):
         name = getattr(f, "name", "photo")
         try:
             img = export.read_image(f.getvalue(), loaded.size, name)
@@ -89,6 +89,6 @@ def predict_box(run: Run) -> None:
         c1.image(img.permute(1, 2, 0).numpy(), caption=f"{name} as the model sees it", width=120)
         c2.markdown(f"**{top[0][0]}** ({top[0][1]:.0%})")
         c2.dataframe(pd.DataFrame({"class": [c for c, _ in top], "probability": [p for _, p in top]}),
-                     hide_index=True, key=f"predict-top-{name}-{id(f)}",
+                     hide_index=True, key=f"predict-top-{i}",
                      column_config={"probability": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
                                                                                    format="percent")})
