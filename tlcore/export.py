@@ -191,7 +191,7 @@ def _run_onnx(path: Path, images: torch.Tensor) -> torch.Tensor:
     onnx.checker.check_model(str(path))
     try:
         import onnxruntime as ort
-    except ImportError:   # the checker passed; run it through torch's reference evaluator instead
+    except ImportError:   # the checker passed; run it on onnx's reference evaluator instead
         from onnx.reference import ReferenceEvaluator
         out = ReferenceEvaluator(str(path)).run(None, {"images": images.numpy()})[0]
         return torch.from_numpy(out)
