@@ -71,7 +71,8 @@ if plan.uses_network and plan.head in ("linear", "mlp"):
     if plan.schedule == "one_cycle":
         mom = momentum_curve("one_cycle", len(lr_plan), **plan_params(plan))
         st.plotly_chart(momentum_figure(mom, [i / spe for i in range(len(mom))], plan.optimizer), key="mom-plan")
-lr_finder.box(plan)
+if control("lr"):   # a lesson that hides the learning rate hides its finder too
+    lr_finder.box(plan)
 
 # --- start / stop -------------------------------------------------------------------------------------
 runner, store = services.runner(), services.store()
