@@ -45,7 +45,8 @@ def box(plan: Plan) -> None:
                        "head): there is nothing to sweep.")
             return
         if st.button("Run the learning-rate finder", key="lr-find-start", disabled=state.locked(),
-                     help="Queued like any run; a feature extractor's sweep takes seconds once its features are stored."):
+                     help="Queued like any run; a feature extractor's sweep takes seconds once its "
+                          "features are stored."):
             try:
                 st.session_state[RUN_KEY] = services.runner().submit(sweep_plan(plan), owner=services.owner(),
                                                                      lesson=state.lesson_name())
