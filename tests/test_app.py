@@ -687,3 +687,47 @@ def test_the_strategy_guides_similarity_probe_runs_through_the_job_queue():
     assert not at.exception
     values = {m.label: m.value for m in at.metric}
     assert float(values["Linear probe on CNN codes"]) > 0.3 and values["Verdict"] in ("similar", "different")
+
+
+# --- learning-rate finder, one-cycle, export and predict (issue 15) --------------------------------
+def test_train_page_lr_finder_runs_through_the_queue_and_one_click_sets_the_plans_lr():
+    from ui import services
+
+    at = page("train", image_size="32", per_class="8", batch_size="16")
+    next(b for b in at.button if b.label == "Run the learning-rate finder").click().run()
+    run_id = at.session_state["lr_find_run"]
+    assert services.runner().wait(run_id, timeout=300) == "finished"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Learning-rate finder" in charts(at)
+    valley = next(b for b in at.button if b.label.startswith("valley: "))
+    lr = float(valley.label.split(": ")[1].split()[0])
+    valley.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["plan"]["lr"] == lr
+    q = at.query_params["lr"]
+    assert float(q if isinstance(q, str) else q[0]) == lr   # the address bar's plan follows
+    assert next(s for s in at.select_slider if s.label == "Learning rate (head)").value == lr
+    # the value sticks: another rerun keeps it, and a change elsewhere does not undo it
+    at.run()
+    assert next(s for s in at.select_slider if s.label == "Learning rate (head)").value == lr
+    next(n for n in at.number_input if n.label == "Epochs").set_value(2).run()
+    assert at.session_state["plan"]["lr"] == lr and at.session_state["plan"]["epochs"] == 2
+
+
+def test_train_page_one_cycle_shows_its_parameters_and_the_planned_momentum():
+    at = page("train", schedule="one_cycle", image_size="32")
+    labels = {s.label for s in at.slider} | {n.label for n in at.number_input} | {s.label for s in at.select_slider}
+    assert {"One-cycle warm-up share (pct_start)", "One-cycle div (peak ÷ starting lr)",
+            "Momentum / beta1 at the peak rate"} <= labels
+    assert "beta1" in charts(at)
+    next(s for s in at.slider if s.label == "One-cycle warm-up share (pct_start)").set_value(0.4).run()
+    assert at.session_state["plan"]["pct_start"] == pytest.approx(0.4)
+
+
+def test_results_page_exports_a_checked_model_and_offers_predict(finished_run):
+    at = page("results")
+    assert any(h.value == "Predict on new images" for h in at.subheader)
+    next(b for b in at.button if b.label == "Export as torchscript").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(s.value.startswith("Checked on") for s in at.success), [e.value for e in at.error]

@@ -121,6 +121,13 @@ CONTROLS: dict[str, Control] = {c.field: c for c in (
     Control("ratio", "STLR ratio (peak ÷ lowest)", "number", 1.0, 1000.0, 1.0),
     Control("warmup_frac", "Warm-up share", "slider", 0.0, 0.5, 0.01),
     Control("seed", "Seed", "number", 0, MAX_SEED, 1),
+    # one-cycle (fastai's fit_one_cycle defaults)
+    Control("pct_start", "One-cycle warm-up share (pct_start)", "slider", 0.05, 0.95, 0.05),
+    Control("div", "One-cycle div (peak ÷ starting lr)", "number", 1.0, 1000.0, 1.0),
+    Control("div_final", "One-cycle div_final (peak ÷ final lr)", "select_slider", 1.0, 1e7,
+            choices=(1e2, 1e3, 1e4, 1e5, 1e6), between=True, labels={v: f"{v:.0e}" for v in (1e2, 1e3, 1e4, 1e5, 1e6)}),
+    Control("mom_max", "Momentum / beta1 at the start and end", "slider", 0.5, 0.99, 0.01),
+    Control("mom_min", "Momentum / beta1 at the peak rate", "slider", 0.5, 0.99, 0.01),
 )}
 assert set(CONTROLS["schedule"].choices) == set(SCHEDULES)
 

@@ -3,7 +3,7 @@ import streamlit as st
 
 from tlcore import plots
 from tlcore.metrics import most_confused, report
-from ui import results as ui_results, services, state, widgets
+from ui import predict as ui_predict, results as ui_results, services, state, widgets
 
 state.start_page()
 st.title("Results")
@@ -95,3 +95,7 @@ if model_file is not None:
                        on_click="ignore", key="download-model")
 else:
     d2.caption(ui_results.no_model_reason(run))
+
+# --- export and predict ---------------------------------------------------------------------------
+ui_predict.export_box(run)
+ui_predict.predict_box(run)

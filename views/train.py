@@ -2,10 +2,12 @@ import streamlit as st
 
 from tlcore import plots, progress as run_progress
 from tlcore.errors import NotOwner, PlanError, TLCoreError
+from tlcore.labs.lr_find_figures import momentum_figure
 from tlcore.models import MODELS
 from tlcore.runs import RunNotFound
+from tlcore.train.schedules import momentum_curve, plan_params
 from tlcore.train.strategies import planned_lrs, steps_per_epoch
-from ui import services, state, widgets
+from ui import lr_find as lr_finder, services, state, widgets
 
 state.start_page()
 st.title("Train")
@@ -16,7 +18,9 @@ layers, at smaller learning rates lower down (**discriminative rates**: each gro
 the group above divided by a factor, 2.6 in ULMFiT), because early layers hold generic features
 worth keeping. *Gradual unfreezing* trains the head first, then opens one more group per epoch from
 the top, so the new head does not wreck good features with large early gradients. The **slanted
-triangular** schedule warms up quickly, then decays slowly.
+triangular** schedule warms up quickly, then decays slowly. **One-cycle** (fastai's default) warms
+up along a cosine from a 25th of the peak rate over the first quarter, then anneals to almost zero,
+while the momentum moves the other way: low momentum while the rate is high keeps the steps stable.
 """)
 plan = state.plan()
 
@@ -44,6 +48,9 @@ with right:
         changes["ratio"] = state.control("ratio", c2)
     if sched == "cosine" and control("schedule"):
         changes["warmup_frac"] = state.control("warmup_frac", c1)
+    if sched == "one_cycle" and control("schedule"):
+        for name, where in (("pct_start", c1), ("div", c2), ("div_final", c1), ("mom_max", c2), ("mom_min", c1)):
+            changes[name] = state.control(name, where)
     if control("seed"):
         changes["seed"] = state.control("seed", c2)
 
@@ -61,6 +68,11 @@ if plan.uses_network and plan.head in ("linear", "mlp"):
     lr_plan = planned_lrs(plan, len(groups) - 1, spe)
     st.plotly_chart(plots.lr_curves(lr_plan, groups, x=[i / spe for i in range(len(lr_plan))],
                                     title="Planned learning rate per layer group (blank = frozen)"), key="lr-plan")
+    if plan.schedule == "one_cycle":
+        mom = momentum_curve("one_cycle", len(lr_plan), **plan_params(plan))
+        st.plotly_chart(momentum_figure(mom, [i / spe for i in range(len(mom))], plan.optimizer), key="mom-plan")
+if control("lr"):   # a lesson that hides the learning rate hides its finder too
+    lr_finder.box(plan)
 
 # --- start / stop -------------------------------------------------------------------------------------
 runner, store = services.runner(), services.store()

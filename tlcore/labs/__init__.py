@@ -32,3 +32,5 @@ def register_command(command: Command) -> Command:
 
 from . import similarity  # noqa: E402,F401  (each lab registers its kind and command on import)
 from . import multitask  # noqa: E402,F401
+from . import lr_find  # noqa: E402,F401
+from . import deploy  # noqa: E402,F401

@@ -104,6 +104,10 @@ class LabResult:
 
     def __post_init__(self) -> None:
         fields = RESULT_SCHEMAS.get(self.schema)
+        if fields is None:   # a stored lab's row read back in a process that has not imported the labs yet
+            from ..kinds import _load_all
+            _load_all()
+            fields = RESULT_SCHEMAS.get(self.schema)
         if fields is None:
             raise ValueError(f"unknown result schema {self.schema!r}")
         if set(self.values) != set(fields):

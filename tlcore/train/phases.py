@@ -37,7 +37,7 @@ from .features import (FeatureCache, FrozenPrefix, compute_prefix, feature_ident
                        prefix_numel)
 from .pipeline import Preprocess
 from .plan import Plan
-from .schedules import group_lrs, multiplier
+from .schedules import group_lrs, momentum, multiplier, plan_params
 from .scope import Failed, check_stop
 from .strategies import frozen_groups_are_fixed, frozen_prefix_is_fixed
 from .strategies import steps_per_epoch as steps_per_epoch_for
@@ -208,14 +208,26 @@ class Optimiser:
 
     def set_step(self, step: int, total: int) -> None:
         p = self.plan
-        mult = multiplier(p.schedule, step, total, cut_frac=p.cut_frac, ratio=p.ratio, warmup_frac=p.warmup_frac)
+        params = plan_params(p)
+        mult = multiplier(p.schedule, step, total, **params)
+        mom = momentum(p.schedule, step, total, **params)   # one-cycle cycles it; None: left alone
         for pg, s in zip(self.opt.param_groups, self.scales):
             pg["lr"] = p.lr * s * mult
+            if mom is not None:
+                set_momentum(pg, mom)
 
     def lrs(self, cut: int, n_groups: int) -> tuple[float, ...]:
         """The rate of each layer group and the head (0 for frozen groups), for Step events."""
         groups = self.opt.param_groups[: n_groups + 1]
         return tuple(pg["lr"] if gi >= cut or gi == n_groups else 0.0 for gi, pg in enumerate(groups))
+
+
+def set_momentum(pg: dict, value: float) -> None:
+    """SGD's momentum, or Adam's beta1 (fastai cycles whichever the optimiser has)."""
+    if "betas" in pg:
+        pg["betas"] = (value, pg["betas"][1])
+    else:
+        pg["momentum"] = value
 
 
 def make_optimiser(net: Network, plan: Plan, policy: DevicePolicy) -> Optimiser:

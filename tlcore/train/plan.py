@@ -59,6 +59,11 @@ class Plan:
     cut_frac: float = 0.1             # STLR: fraction of steps spent warming up
     ratio: float = 32.0               # STLR: peak lr / lowest lr
     warmup_frac: float = 0.0          # cosine: linear warm-up fraction
+    pct_start: float = 0.25           # one-cycle: fraction of steps spent warming up (fastai)
+    div: float = 25.0                 # one-cycle: peak lr / starting lr
+    div_final: float = 1e5            # one-cycle: peak lr / final lr
+    mom_max: float = 0.95             # one-cycle: momentum (SGD) or Adam's beta1 at the start and the end
+    mom_min: float = 0.85             # one-cycle: momentum (SGD) or Adam's beta1 at the peak lr
     # run
     seed: int = 0
     device: DeviceChoice = "auto"
@@ -157,7 +162,8 @@ def _validate(p: Plan) -> None:
 
     for name in ("epochs", "batch_size", "top_groups", "seed", "image_size"):
         _check_type(p, name, (int,))
-    for name in ("lr", "imbalance", "momentum", "weight_decay", "factor", "cut_frac", "ratio", "warmup_frac"):
+    for name in ("lr", "imbalance", "momentum", "weight_decay", "factor", "cut_frac", "ratio", "warmup_frac",
+                 "pct_start", "div", "div_final", "mom_max", "mom_min"):
         _check_type(p, name, (int, float))
         if not math.isfinite(getattr(p, name)):
             raise PlanError(name, "must be a finite number")
@@ -211,6 +217,13 @@ def _validate(p: Plan) -> None:
         raise PlanError("ratio", "must be at least 1")
     if not 0 <= p.warmup_frac < 1:
         raise PlanError("warmup_frac", "must be at least 0 and below 1")
+    if not 0 < p.pct_start < 1:
+        raise PlanError("pct_start", "must be between 0 and 1")
+    if p.div < 1 or p.div_final < 1:
+        raise PlanError("div" if p.div < 1 else "div_final", "must be at least 1")
+    if not 0 <= p.mom_min <= p.mom_max < 1:
+        raise PlanError("mom_min" if p.mom_min > p.mom_max or p.mom_min < 0 else "mom_max",
+                        "one-cycle momenta need 0 <= mom_min <= mom_max < 1")
     if not 0 <= p.momentum < 1:
         raise PlanError("momentum", "must be at least 0 and below 1")
     if not 0 <= p.weight_decay <= 1:

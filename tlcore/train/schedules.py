@@ -9,13 +9,31 @@ import math
 
 import numpy as np
 
-ONE_CYCLE_PCT = 0.3            # torch's OneCycleLR defaults
+# fastai's fit_one_cycle defaults (fastai/callback/schedule.py): warm up over the first quarter from
+# lr_max/25, anneal to lr_max/1e5, and cycle the momentum (Adam's beta1) the other way, 0.95 -> 0.85 -> 0.95.
+ONE_CYCLE_PCT = 0.25
 ONE_CYCLE_DIV = 25.0
-ONE_CYCLE_FINAL_DIV = 1e4
+ONE_CYCLE_DIV_FINAL = 1e5
+ONE_CYCLE_MOMS = (0.95, 0.85)
+
+
+def _cos(start: float, end: float, pos: float) -> float:
+    """Cosine annealing from `start` (pos 0) to `end` (pos 1)."""
+    return start + (1 - math.cos(math.pi * pos)) / 2 * (end - start)
+
+
+def one_cycle_pos(step: int, total_steps: int, pct_start: float) -> tuple[int, float]:
+    """(phase, position in it): fastai's position in the run is step / total; phase 0 warms up over
+    [0, pct_start), phase 1 anneals over [pct_start, 1]."""
+    pos = step / max(total_steps, 1)
+    if pos < pct_start:
+        return 0, pos / pct_start
+    return 1, (pos - pct_start) / (1 - pct_start)
 
 
 def multiplier(schedule: str, step: int, total_steps: int, *, cut_frac: float = 0.1, ratio: float = 32.0,
-               warmup_frac: float = 0.0) -> float:
+               warmup_frac: float = 0.0, pct_start: float = ONE_CYCLE_PCT, div: float = ONE_CYCLE_DIV,
+               div_final: float = ONE_CYCLE_DIV_FINAL, **_: float) -> float:
     t, total = step, max(total_steps, 1)
     if schedule == "constant":
         return 1.0
@@ -33,16 +51,35 @@ def multiplier(schedule: str, step: int, total_steps: int, *, cut_frac: float = 
             return (t + 1) / warm
         return 0.5 * (1 + math.cos(math.pi * (t - warm) / max(total - warm, 1)))
     if schedule == "one_cycle":
-        # Same curve as torch.optim.lr_scheduler.OneCycleLR(anneal_strategy="cos", three_phase=False).
-        initial, final = 1 / ONE_CYCLE_DIV, 1 / (ONE_CYCLE_DIV * ONE_CYCLE_FINAL_DIV)
-        up_end = float(ONE_CYCLE_PCT * total) - 1
-        down_end = float(total) - 1
-        if t <= up_end:
-            pct, start, end = t / up_end if up_end > 0 else 1.0, initial, 1.0
-        else:
-            pct, start, end = (t - up_end) / (down_end - up_end), 1.0, final
-        return end + (start - end) / 2 * (math.cos(math.pi * pct) + 1)
+        # fastai: cosine from lr_max/div up to lr_max over pct_start of the steps, then cosine down to
+        # lr_max/div_final (fastai divides the final rate by div_final alone; torch by div * final_div).
+        phase, pos = one_cycle_pos(t, total, pct_start)
+        return _cos(1 / div, 1.0, pos) if phase == 0 else _cos(1.0, 1 / div_final, pos)
     raise ValueError(f"unknown schedule {schedule!r}")
+
+
+def momentum(schedule: str, step: int, total_steps: int, *, pct_start: float = ONE_CYCLE_PCT,
+             mom_max: float = ONE_CYCLE_MOMS[0], mom_min: float = ONE_CYCLE_MOMS[1], **_: float) -> float | None:
+    """The momentum (SGD) or beta1 (Adam) at a step, for schedules that cycle it (one_cycle);
+    None where the schedule leaves the optimiser's own value alone."""
+    if schedule != "one_cycle":
+        return None
+    phase, pos = one_cycle_pos(step, total_steps, pct_start)
+    return _cos(mom_max, mom_min, pos) if phase == 0 else _cos(mom_min, mom_max, pos)
+
+
+def momentum_curve(schedule: str, total_steps: int, **params: float) -> np.ndarray | None:
+    """[total_steps] momentum / beta1 values, or None when the schedule does not cycle it."""
+    if schedule != "one_cycle":
+        return None
+    return np.array([momentum(schedule, t, total_steps, **params) for t in range(total_steps)])
+
+
+def plan_params(plan) -> dict[str, float]:
+    """The schedule's parameters as a plan holds them (what multiplier and momentum take)."""
+    return {"cut_frac": plan.cut_frac, "ratio": plan.ratio, "warmup_frac": plan.warmup_frac,
+            "pct_start": plan.pct_start, "div": plan.div, "div_final": plan.div_final,
+            "mom_max": plan.mom_max, "mom_min": plan.mom_min}
 
 
 def group_lrs(base_lr: float, n_groups: int, factor: float) -> tuple[float, ...]:

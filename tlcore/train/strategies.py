@@ -70,11 +70,10 @@ def planned_lrs(plan: Plan, n_groups: int, steps_per_epoch: int):
     """
     import numpy as np
 
-    from .schedules import curve
+    from .schedules import curve, plan_params
 
     total = steps_per_epoch * plan.epochs
-    lrs = curve(plan.schedule, total, plan.lr, n_groups + 1, plan.discriminative_factor, cut_frac=plan.cut_frac,
-                ratio=plan.ratio, warmup_frac=plan.warmup_frac)
+    lrs = curve(plan.schedule, total, plan.lr, n_groups + 1, plan.discriminative_factor, **plan_params(plan))
     cuts = np.repeat(np.array(cut_schedule(plan, n_groups)), steps_per_epoch)
     frozen = np.arange(n_groups + 1)[None, :] < cuts[:, None]
     return np.where(frozen, 0.0, lrs)
