@@ -69,7 +69,7 @@ def min_side_for_small_cnn() -> int:
 def validate(plan) -> None:
     from ..data import DATASETS
     opts = dict(plan.options)
-    known = {"target", "arms"}
+    known = {"target", "arms", "size"}
     extra = sorted(set(opts) - known)
     if extra:
         raise PlanError(f"options.{extra[0]}", f"the dann kind takes {', '.join(sorted(known))}")
@@ -85,9 +85,9 @@ def validate(plan) -> None:
     arms = opts.get("arms", list(ARMS))
     if not isinstance(arms, (list, tuple)) or not arms or any(a not in ARMS for a in arms):
         raise PlanError("options.arms", f"choose some of {', '.join(ARMS)}")
-    size = plan.resolved_image_size() if plan.image_size else DEFAULT_SIZE
-    if not MIN_SIZE <= size <= MAX_SIZE:
-        raise PlanError("image_size", f"the small CNN of the paper takes {MIN_SIZE} to {MAX_SIZE} px images (its two "
+    size = opts.get("size", DEFAULT_SIZE)
+    if isinstance(size, bool) or not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
+        raise PlanError("options.size", f"the small CNN of the paper takes {MIN_SIZE} to {MAX_SIZE} px images (its two "
                                       f"5x5 convolutions and pools need {MIN_SIZE} px at least); got {size}")
     if plan.per_class is not None and plan.per_class < MIN_PER_CLASS:
         raise PlanError("per_class", f"needs at least {MIN_PER_CLASS} images per class on each side")
@@ -198,8 +198,8 @@ def _embedding(net, src, tgt, size, device, seed: int) -> dict:
     ft, _, _ = _features_and_scores(net, tgt.val_x[i_t], size, device)
     f = torch.cat([fs, ft]).double()
     f = f - f.mean(0)
-    _, _, v = torch.linalg.svd(f, full_matrices=False)
-    xy = (f @ v[:2].T).float()
+    w, v = torch.linalg.eigh(f @ f.T)          # the Gram matrix is small (points x points): PCA by its top two
+    xy = (v[:, -2:].flip(1) * w[-2:].flip(0).clamp(min=0).sqrt()).float()
     return {"xy": xy, "domain": torch.cat([torch.zeros(len(fs)), torch.ones(len(ft))]).long(),
             "label": torch.cat([src.val_y[i_s], tgt.val_y[i_t]])}
 
@@ -208,7 +208,7 @@ def _embedding(net, src, tgt, size, device, seed: int) -> dict:
 def run(plan, emit, should_stop, artifact_dir):
     with RunScope(plan, emit, artifact_dir) as scope:
         prepared = prepare(plan, emit, should_stop)
-        size = plan.image_size or DEFAULT_SIZE
+        size = plan.option("size", DEFAULT_SIZE)
         src = prepared.data
         emit(Phase("target data", 0, 1))
         tgt = _target_data(plan, size)
@@ -250,8 +250,9 @@ def _add_arguments(p) -> None:
 def make_plan(source="digits", target="digits_m", epochs=10, per_class=None, image_size=DEFAULT_SIZE, batch_size=64,
               lr=0.01, seed=0, device="auto", arms=ARMS):
     from ..train.plan import Plan
-    return Plan(kind="dann", dataset=source, options={"target": target, "arms": list(arms)}, epochs=epochs,
-                per_class=per_class, image_size=image_size, batch_size=batch_size, lr=lr, seed=seed, device=device,
+    # The small CNN's side lives in the options: the plan's image_size is checked against the zoo model's.
+    return Plan(kind="dann", dataset=source, options={"target": target, "arms": list(arms), "size": image_size},
+                epochs=epochs, per_class=per_class, batch_size=batch_size, lr=lr, seed=seed, device=device,
                 strategy="scratch", weight_decay=5e-4)
 
 
