@@ -31,6 +31,9 @@ ARM_TITLES = {"source_only": "Source only", "dann": "DANN", "target_only": "Targ
 MIN_SIZE, MAX_SIZE = 16, 64        # the small CNN: below 16 px its two pools leave nothing; above 64 use a zoo model
 MIN_PER_CLASS = 5                  # fewer training images per class than this cannot show anything
 DEFAULT_SIZE = 32
+# Scales the paper's lambda(p). On a few hundred digits and a few hundred steps the full weight
+# lets the domain head win the tug of war (domain accuracy swings below 0.5: features flipped, not mixed).
+DOMAIN_WEIGHT = 0.3
 EMBED_POINTS = 300                 # per domain, in the embedding view
 
 EPOCH = register_schema("dann_epoch", {"arm": str, "epoch": int, "source_acc": float, "target_acc": float,
@@ -69,7 +72,7 @@ def min_side_for_small_cnn() -> int:
 def validate(plan) -> None:
     from ..data import DATASETS
     opts = dict(plan.options)
-    known = {"target", "arms", "size"}
+    known = {"target", "arms", "size", "domain_weight"}
     extra = sorted(set(opts) - known)
     if extra:
         raise PlanError(f"options.{extra[0]}", f"the dann kind takes {', '.join(sorted(known))}")
@@ -82,6 +85,9 @@ def validate(plan) -> None:
     if src and tgt and tuple(src) != tuple(tgt):
         raise PlanError("options.target", f"{DATASETS[target].title} has other classes than {DATASETS[plan.dataset].title}: "
                                           "domain adaptation needs the same classes on both sides, only their look differs")
+    w = opts.get("domain_weight", DOMAIN_WEIGHT)
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 10:
+        raise PlanError("options.domain_weight", "must be a number from 0 to 10 (1: the paper's lambda schedule as is)")
     arms = opts.get("arms", list(ARMS))
     if not isinstance(arms, (list, tuple)) or not arms or any(a not in ARMS for a in arms):
         raise PlanError("options.arms", f"choose some of {', '.join(ARMS)}")
@@ -149,6 +155,7 @@ def train_arm(arm: str, plan, src, tgt, size: int, device, emit, should_stop) ->
     steps_per_epoch = max(1, math.ceil(len(labelled.train_y) / bs))
     total = plan.epochs * steps_per_epoch
     t_last = 0.0
+    weight = float(plan.option("domain_weight", DOMAIN_WEIGHT))
     for epoch in range(plan.epochs):
         net.train()
         order_l = torch.randperm(len(labelled.train_y), generator=g)
@@ -158,7 +165,7 @@ def train_arm(arm: str, plan, src, tgt, size: int, device, emit, should_stop) ->
             check_stop(should_stop)
             step = epoch * steps_per_epoch + s
             p = step / total
-            lam = dann_lambda(p) if arm == "dann" else 0.0
+            lam = weight * dann_lambda(p) if arm == "dann" else 0.0
             for group in opt.param_groups:
                 group["lr"] = dann_lr(p, plan.lr)
             net.grl.lam = lam
@@ -242,16 +249,17 @@ def _add_arguments(p) -> None:
     p.add_argument("--per-class", type=int, default=None, help="training images per class on each side")
     p.add_argument("--image-size", type=int, default=DEFAULT_SIZE)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
 
 
 def make_plan(source="digits", target="digits_m", epochs=10, per_class=None, image_size=DEFAULT_SIZE, batch_size=64,
-              lr=0.01, seed=0, device="auto", arms=ARMS):
+              lr=0.05, seed=0, device="auto", arms=ARMS, domain_weight=DOMAIN_WEIGHT):
     from ..train.plan import Plan
     # The small CNN's side lives in the options: the plan's image_size is checked against the zoo model's.
-    return Plan(kind="dann", dataset=source, options={"target": target, "arms": list(arms), "size": image_size},
+    return Plan(kind="dann", dataset=source, options={"target": target, "arms": list(arms), "size": image_size,
+                                                 "domain_weight": domain_weight},
                 epochs=epochs, per_class=per_class, batch_size=batch_size, lr=lr, seed=seed, device=device,
                 strategy="scratch", weight_decay=5e-4)
 
