@@ -687,3 +687,32 @@ def test_the_strategy_guides_similarity_probe_runs_through_the_job_queue():
     assert not at.exception
     values = {m.label: m.value for m in at.metric}
     assert float(values["Linear probe on CNN codes"]) > 0.3 and values["Verdict"] in ("similar", "different")
+
+
+# --- issue 13: the domain adaptation lab ----------------------------------------------------------
+def test_the_domain_adaptation_page_renders_and_draws_a_finished_runs_curves_and_embedding():
+    import torch
+    from tlcore.labs import dann
+    from tlcore.train.events import LabResult, RunEnded
+
+    at = page("domain_adaptation")
+    assert not at.exception and any(b.label == "Run the three trainings" for b in at.button)
+    store = RunStore()
+    plan = dann.make_plan(epochs=8, per_class=60)        # what the page's controls make by default
+    run_id = store.create(plan, owner="someone")
+    for arm in dann.ARMS:
+        for epoch in range(2):
+            store.append(run_id, LabResult(dann.EPOCH, {"arm": arm, "epoch": epoch, "source_acc": 0.9, "target_acc": 0.4,
+                                                        "domain_acc": 0.6, "lambda": 0.5}))
+        store.append(run_id, LabResult(dann.FINAL, {"arm": arm, "source_acc": 0.9, "target_acc": 0.3 + 0.1 * (arm != "source_only"),
+                                                    "domain_acc": 0.6, "seconds": 1.0}))
+    emb = {"xy": torch.randn(8, 2), "domain": torch.tensor([0, 0, 0, 0, 1, 1, 1, 1]), "label": torch.arange(8)}
+    store.artifact_dir(run_id).mkdir(parents=True, exist_ok=True)
+    torch.save({"source_only": emb, "dann": emb}, store.artifact_dir(run_id) / "embedding.pt")
+    store.append(run_id, RunEnded("finished", "", 3.0))
+    at.session_state["dann_runs"] = {plan.to_json(): run_id}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    drawn = charts(at)
+    assert "Target accuracy" in drawn and "Domain accuracy" in drawn and "After: DANN" in drawn
+    assert any("DANN scores 0.400" in i.value for i in at.info)
