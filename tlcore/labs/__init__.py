@@ -32,3 +32,4 @@ def register_command(command: Command) -> Command:
 
 from . import similarity  # noqa: E402,F401  (each lab registers its kind and command on import)
 from . import dann  # noqa: E402,F401  (domain adaptation lab)
+from . import negative_transfer  # noqa: E402,F401  (negative transfer lab)
