@@ -716,3 +716,24 @@ def test_the_domain_adaptation_page_renders_and_draws_a_finished_runs_curves_and
     drawn = charts(at)
     assert "Target accuracy" in drawn and "Domain accuracy" in drawn and "After: DANN" in drawn
     assert any("DANN scores 0.400" in i.value for i in at.info)
+
+
+def test_the_negative_transfer_page_renders_a_finished_comparison_and_the_guide_links_to_it():
+    from tlcore.labs import negative_transfer as nt
+    from tlcore.train.events import LabResult, RunEnded
+
+    at = page("negative_transfer")
+    assert not at.exception and any(b.label == "Run the comparison" for b in at.button)
+    store = RunStore()
+    plan = nt.make_plan(per_class=20, seeds=3)          # the page's default controls
+    run_id = store.create(plan, owner="someone")
+    store.append(run_id, LabResult(nt.RUN, {"arm": "imagenet", "seed": 0, "target_acc": 0.6}))
+    store.append(run_id, LabResult(nt.GAP, {"source": "misleading", "acc_mean": 0.5, "acc_std": 0.02, "gap_vs_scratch": 0.2,
+                                            "gap_vs_pixel_svm": 0.3, "gap_std": 0.01, "seeds": 3}))
+    store.append(run_id, RunEnded("finished", "", 3.0))
+    at.session_state["nt_runs"] = {plan.to_json(): run_id}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("hurt" in m.value and "+0.200" in m.value for m in at.markdown)
+    guide = page("strategy_guide")
+    assert not guide.exception
