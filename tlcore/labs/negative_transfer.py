@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from ..errors import PlanError
 from ..kinds import Kind, register_kind
 from ..train.events import LabResult, Metrics, Phase, register_schema
+from ..data import load_plan_data
 from ..train.phases import build, prepare, started
 from ..train.scope import RunScope, check_stop
 
@@ -76,7 +77,7 @@ def _pixel_svm(d, seed) -> float:
     return float((clf.predict(x(d.val_x)) == d.val_y.numpy()).mean())
 
 
-def _mislead(net, prepared, seed, should_stop, emit) -> None:
+def _mislead(net, here, seed, should_stop, emit) -> None:
     """Fine-tune every layer on random labels of photo patches: a source task with nothing to teach."""
     from ..data.shifted import TRAIN_PHOTOS, blend
     g = torch.Generator().manual_seed(seed)
@@ -114,18 +115,21 @@ def run(plan, emit, should_stop, artifact_dir):
         accs: dict[str, list[float]] = {a: [] for a in (*SOURCES, *WITHOUT)}
         total, done = len(seeds) * 5, 0
         for seed in seeds:
+            # Each seed draws its own training images as well as its own weights and splits of work.
+            splan = plan.replace(seed=seed)
+            here = dataclasses.replace(prepared, plan=splan, data=load_plan_data(splan))
             for arm in (*SOURCES, *WITHOUT):
                 check_stop(should_stop)
                 emit(Phase(arm, done, total))
                 if arm == "pixel_svm":
-                    acc = _pixel_svm(prepared.data, seed)
+                    acc = _pixel_svm(here.data, seed)
                 elif arm == "scratch":
-                    acc = _scratch(plan, prepared.data, seed, prepared.policy.device, emit, should_stop)
+                    acc = _scratch(plan, here.data, seed, here.policy.device, emit, should_stop)
                 else:
-                    net = build(dataclasses.replace(prepared, plan=plan.replace(seed=seed)), pretrained=arm != "random_init")
+                    net = build(here, pretrained=arm != "random_init")
                     if arm == "misleading":
-                        _mislead(net, prepared, seed, should_stop, emit)
-                    acc = _probe(net, prepared, seed)
+                        _mislead(net, here, seed, should_stop, emit)
+                    acc = _probe(net, here, seed)
                 accs[arm].append(acc)
                 done += 1
                 emit(LabResult(RUN, {"arm": arm, "seed": seed, "target_acc": acc}))
