@@ -77,7 +77,7 @@ def _pixel_svm(d, seed) -> float:
     return float((clf.predict(x(d.val_x)) == d.val_y.numpy()).mean())
 
 
-def _mislead(net, here, seed, should_stop, emit) -> None:
+def _mislead(net, prepared, seed, should_stop, emit) -> None:
     """Fine-tune every layer on random labels of photo patches: a source task with nothing to teach."""
     from ..data.shifted import TRAIN_PHOTOS, blend
     g = torch.Generator().manual_seed(seed)
