@@ -731,3 +731,51 @@ def test_results_page_exports_a_checked_model_and_offers_predict(finished_run):
     next(b for b in at.button if b.label == "Export as torchscript").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert any(s.value.startswith("Checked on") for s in at.success), [e.value for e in at.error]
+# --- issue 13: the domain adaptation lab ----------------------------------------------------------
+def test_the_domain_adaptation_page_renders_and_draws_a_finished_runs_curves_and_embedding():
+    import torch
+    from tlcore.labs import dann
+    from tlcore.train.events import LabResult, RunEnded
+
+    at = page("domain_adaptation")
+    assert not at.exception and any(b.label == "Run the three trainings" for b in at.button)
+    store = RunStore()
+    plan = dann.make_plan(epochs=8, per_class=60)        # what the page's controls make by default
+    run_id = store.create(plan, owner="someone")
+    for arm in dann.ARMS:
+        for epoch in range(2):
+            store.append(run_id, LabResult(dann.EPOCH, {"arm": arm, "epoch": epoch, "source_acc": 0.9, "target_acc": 0.4,
+                                                        "domain_acc": 0.6, "lambda": 0.5}))
+        store.append(run_id, LabResult(dann.FINAL, {"arm": arm, "source_acc": 0.9, "target_acc": 0.3 + 0.1 * (arm != "source_only"),
+                                                    "domain_acc": 0.6, "seconds": 1.0}))
+    emb = {"xy": torch.randn(8, 2), "domain": torch.tensor([0, 0, 0, 0, 1, 1, 1, 1]), "label": torch.arange(8)}
+    store.artifact_dir(run_id).mkdir(parents=True, exist_ok=True)
+    torch.save({"source_only": emb, "dann": emb}, store.artifact_dir(run_id) / "embedding.pt")
+    store.append(run_id, RunEnded("finished", "", 3.0))
+    at.session_state["dann_runs"] = {plan.to_json(): run_id}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    drawn = charts(at)
+    assert "Target accuracy" in drawn and "Domain accuracy" in drawn and "After: DANN" in drawn
+    assert any("DANN scores 0.400" in i.value for i in at.info)
+
+
+def test_the_negative_transfer_page_renders_a_finished_comparison_and_the_guide_links_to_it():
+    from tlcore.labs import negative_transfer as nt
+    from tlcore.train.events import LabResult, RunEnded
+
+    at = page("negative_transfer")
+    assert not at.exception and any(b.label == "Run the comparison" for b in at.button)
+    store = RunStore()
+    plan = nt.make_plan(per_class=20, seeds=3)          # the page's default controls
+    run_id = store.create(plan, owner="someone")
+    store.append(run_id, LabResult(nt.RUN, {"arm": "imagenet", "seed": 0, "target_acc": 0.6}))
+    store.append(run_id, LabResult(nt.GAP, {"source": "misleading", "acc_mean": 0.5, "acc_std": 0.02, "gap_vs_scratch": 0.2,
+                                            "gap_vs_pixel_svm": 0.3, "gap_std": 0.01, "seeds": 3}))
+    store.append(run_id, RunEnded("finished", "", 3.0))
+    at.session_state["nt_runs"] = {plan.to_json(): run_id}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("hurt" in m.value and "+0.200" in m.value for m in at.markdown)
+    guide = page("strategy_guide")
+    assert not guide.exception

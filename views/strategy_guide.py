@@ -77,3 +77,7 @@ else:
     if st.button("Set up this plan", disabled=state.locked()):
         state.set_plan(plan.replace(strategy=strategy, head="linear"))
         st.toast(f"Plan set to {strategy}: open the Train page to run it.")
+# The "small data, very different" cell is where a source is most likely to hurt (issue 13).
+st.page_link("views/negative_transfer.py", icon=":material/trending_down:",
+             label="Small and very different data is where transfer most often hurts: measure it in the "
+                   "Negative transfer lab")

@@ -285,3 +285,5 @@ def dataset_rows(root: Path | str | None = None) -> list[dict]:
 
 
 from . import pairs as _pairs  # noqa: E402,F401  (registers the two-label datasets of the multi-task lab)
+from .shifted import register_all as _register_shifted  # noqa: E402  (digits_m, mnist_m: digits on photos)
+_register_shifted(register, DATASETS)

@@ -34,3 +34,5 @@ from . import similarity  # noqa: E402,F401  (each lab registers its kind and co
 from . import multitask  # noqa: E402,F401
 from . import lr_find  # noqa: E402,F401
 from . import deploy  # noqa: E402,F401
+from . import dann  # noqa: E402,F401  (domain adaptation lab)
+from . import negative_transfer  # noqa: E402,F401  (negative transfer lab)
