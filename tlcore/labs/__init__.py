@@ -31,3 +31,4 @@ def register_command(command: Command) -> Command:
 
 
 from . import similarity  # noqa: E402,F401  (each lab registers its kind and command on import)
+from . import probe  # noqa: E402,F401
