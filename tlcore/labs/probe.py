@@ -241,3 +241,5 @@ def _register_command() -> None:
 
 
 _register_command()
+
+from . import probe_finetune  # noqa: E402,F401  (its second kind: fine-tune from each cut)
