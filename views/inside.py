@@ -8,7 +8,8 @@ from tlcore.inspect import figures as fig
 from tlcore.models import MODELS, build_network
 from tlcore.train.pipeline import Preprocess
 from tlcore.device import pick
-from ui import data as ui_data, services, state, widgets
+from tlcore.errors import TLCoreError
+from ui import results as ui_results, services, state, widgets
 
 state.start_page()
 st.title("Inside the CNN")
@@ -50,7 +51,11 @@ if choice is not None:
         run_net, run_plan, run_classes = trained(choice)
     except NoNetwork as e:
         st.info(f"{e}. Pick a run whose head is a network layer (linear or mlp).")
-base = pretrained(plan.model, data.num_classes)
+try:
+    base = pretrained(plan.model, data.num_classes)
+except TLCoreError as e:   # weights not downloaded on an offline host, say so and stop
+    st.error(str(e))
+    st.stop()
 size = plan.resolved_image_size()
 prep = _prep(plan.model, size)
 
@@ -104,12 +109,31 @@ with tab_c:
     method = st.radio("Map", ["pca", "tsne"], format_func={"pca": "PCA", "tsne": "t-SNE"}.get, horizontal=True)
     n = min(CODES_MAX, len(data.val_y))
     images, labels_y = data.val_x[:n], data.val_y[:n].numpy()
+    st.caption("Hover a point for its class; click one to see its image.")
     cols = st.columns(2 if run_net is not None else 1)
     xy = codes_xy(f"pre|{plan.model}|{data.fingerprint}|{size}|{n}", method, base, images)
-    cols[0].plotly_chart(fig.codes_map(xy, labels_y, tuple(data.classes), "Pretrained backbone"), key="c-pre")
+    picked = ui_results.selected_points(cols[0].plotly_chart(
+        fig.codes_map(xy, labels_y, tuple(data.classes), "Pretrained backbone"), key="c-pre",
+        on_select="rerun", selection_mode="points"))
     if run_net is not None:
         xy = codes_xy(f"{choice}|{data.fingerprint}|{size}|{n}", method, run_net, images)
-        cols[1].plotly_chart(fig.codes_map(xy, labels_y, tuple(data.classes), "This run's backbone"), key="c-run")
+        picked += ui_results.selected_points(cols[1].plotly_chart(
+            fig.codes_map(xy, labels_y, tuple(data.classes), "This run's backbone"), key="c-run",
+            on_select="rerun", selection_mode="points"))
+    present = [c for c in range(data.num_classes) if (labels_y == c).any()]
+
+    def image_of(point: dict) -> int | None:
+        if point.get("customdata") is not None:
+            cd = point["customdata"]
+            return int(cd[0] if isinstance(cd, (list, tuple)) else cd)
+        curve, idx = point.get("curve_number"), point.get("point_index")
+        if curve is None or idx is None or curve >= len(present):
+            return None
+        return int(np.nonzero(labels_y == present[curve])[0][idx])
+    shown_ids = [i for i in (image_of(p) for p in picked) if i is not None][:8]
+    if shown_ids:
+        st.image([images[i].permute(1, 2, 0).numpy() for i in shown_ids], width=96,
+                 caption=[f"{data.classes[int(labels_y[i])]} · image {i}" for i in shown_ids])
 
 with tab_g:
     st.markdown("Grad-CAM: how much each channel of the last convolutional group pushes the predicted class "
