@@ -222,7 +222,10 @@ def test_where_to_transfer_runs_a_probe_and_inside_the_cnn_opens_in_a_real_brows
         expect(page.get_by_role("heading", name="Where to transfer")).to_be_visible(timeout=120_000)
         settled()
         page.get_by_role("button", name="Run the probe").click()
-        expect(page.get_by_text("best features come from").first).to_be_visible(timeout=240_000)
+        try:
+            expect(page.get_by_text("best features come from").first).to_be_visible(timeout=400_000)
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "where-to-transfer-probe.png"), full_page=True)
         settled()
         expect(page.get_by_role("button", name="Train with this cut")).to_be_visible()
         page.wait_for_timeout(300)
