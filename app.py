@@ -20,9 +20,11 @@ PAGES = [
     st.Page("views/train.py", title="Train", icon=":material/model_training:"),
     st.Page("views/results.py", title="Results", icon=":material/analytics:"),
     st.Page("views/compare.py", title="Compare", icon=":material/compare:"),
-    st.Page("views/multitask.py", title="Multi-task lab", icon=":material/call_split:"),
+    st.Page("views/where_to_transfer.py", title="Where to transfer", icon=":material/stacked_line_chart:"),
+    st.Page("views/inside.py", title="Inside the CNN", icon=":material/visibility:"),
     st.Page("views/domain_adaptation.py", title="Domain adaptation", icon=":material/swap_horiz:"),
     st.Page("views/negative_transfer.py", title="Negative transfer", icon=":material/trending_down:"),
+    st.Page("views/multitask.py", title="Multi-task lab", icon=":material/call_split:"),
     st.Page("views/metrics_lab.py", title="Metrics lab", icon=":material/calculate:"),
     st.Page("views/strategy_guide.py", title="Strategy guide", icon=":material/explore:"),
 ]

@@ -779,3 +779,26 @@ def test_the_negative_transfer_page_renders_a_finished_comparison_and_the_guide_
     assert any("hurt" in m.value and "+0.200" in m.value for m in at.markdown)
     guide = page("strategy_guide")
     assert not guide.exception
+def test_where_to_transfer_runs_a_probe_through_the_queue_and_draws_the_curve():
+    from ui import services
+
+    at = page("where_to_transfer", image_size="32", per_class="8")
+    assert "No probe has finished" in " ".join(i.value for i in at.info)
+    next(b for b in at.button if b.label == "Run the probe").click().run()
+    [run_id] = at.session_state["probe_runs"].values()
+    assert services.store().load(run_id).plan.kind == "probe"
+    assert services.runner().wait(run_id, timeout=300) == "finished"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Linear probe accuracy against depth" in charts(at) and "raw pixels" in charts(at)
+    assert "best features come from" in " ".join(m.value for m in at.markdown)
+    next(b for b in at.button if b.label == "Train with this cut").click().run()
+    assert at.session_state["plan"]["kind"] == "train"
+
+
+def test_inside_the_cnn_renders_filters_codes_and_grad_cam_for_a_trained_run(finished_run):
+    at = page("inside", image_size="32")
+    assert "Pretrained (ImageNet)" in charts(at) and "Pretrained backbone" in charts(at)
+    at.selectbox[0].select(finished_run).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Grad-CAM" in charts(at) and "This run's backbone" in charts(at)

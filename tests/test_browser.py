@@ -200,3 +200,41 @@ def test_data_model_train_results_in_a_real_browser(server, tmp_path):
     assert not outside, f"the page fetched from outside this server: {outside}"
     assert sorted(f.name for f in ARTIFACTS.glob("*.png")) == ["1-home.png", "2-data.png", "3-model.png",
                                                                 "4-train.png", "5-results.png"]
+
+
+def test_where_to_transfer_runs_a_probe_and_inside_the_cnn_opens_in_a_real_browser(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--headless", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)
+
+        def settled() -> None:
+            page.wait_for_function("() => document.querySelector('[data-test-script-state]')"
+                                   "?.getAttribute('data-test-script-state') === 'notRunning'")
+
+        page.goto(f"{server}/where_to_transfer?image_size=32&per_class=8")
+        expect(page.get_by_role("heading", name="Where to transfer")).to_be_visible(timeout=120_000)
+        settled()
+        page.get_by_role("button", name="Run the probe").click()
+        try:
+            expect(page.get_by_text("best features come from").first).to_be_visible(timeout=400_000)
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "where-to-transfer-probe.png"), full_page=True)
+        settled()
+        expect(page.get_by_role("button", name="Train with this cut")).to_be_visible()
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(ARTIFACTS / "where-to-transfer.png"), full_page=True)
+        page.get_by_role("link", name="Inside the CNN", exact=True).first.click()
+        expect(page.get_by_text("The first convolution's kernels").first).to_be_visible()
+        settled()
+        page.get_by_role("tab", name="Activations").click()
+        expect(page.get_by_text("Validation image").first).to_be_visible()
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(ARTIFACTS / "inside-the-cnn.png"), full_page=True)
+        browser.close()

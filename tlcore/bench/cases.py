@@ -603,3 +603,74 @@ def run_suite(s: Sizes, cases: list[int], log: Callable[[str], None] = lambda li
         attach_targets(r, policy.device.type)
         flag_noise(r)
     return results
+
+
+# ---------------------------------------------------------------------------------------------
+#                 Case 6: the layer probe's single pass (issue 12), appended here
+# ---------------------------------------------------------------------------------------------
+PROBE_SIZES = {"tiny": (64, 32), "quick": (512, 96), "full": (5000, 224)}   # images, px
+
+
+def case_probe_pass(s: Sizes, ctx: Context) -> list[Result]:
+    """The probe's pooled features of every layer group from one hooked pass, timed against one plain
+    feature pass over the same images (the cost floor) and against the naive loop that runs groups[:k]
+    again for every group k. Random weights: the cost does not depend on their values."""
+    import numpy as np
+
+    from ..labs.probe import fit_probe, pooled_features
+    from ..models import MODELS, build_network
+    from ..train.pipeline import Preprocess
+
+    n, px = PROBE_SIZES.get(s.name, PROBE_SIZES["quick"])
+    model = "efficientnet_lite0"
+    spec = MODELS[model]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = build_network(model, 10, pretrained=False).to(ctx.policy.device).eval()
+        images = torch.randint(0, 256, (n, 3, 28, 28), dtype=torch.uint8)
+    prep = Preprocess(px, spec.mean, spec.std, ctx.policy)
+    batch = 256 if ctx.policy.is_cuda else 64
+
+    def sync() -> None:
+        if ctx.policy.is_cuda:
+            torch.cuda.synchronize()
+
+    @torch.no_grad()
+    def plain() -> None:
+        for i in range(0, n, batch):
+            net.features(prep(images[i:i + batch])).cpu()
+
+    def timed(fn) -> float:
+        fn()   # warm-up (kernels, allocator)
+        sync()
+        t = time.perf_counter()
+        out = fn()
+        sync()
+        timed.out = out
+        return time.perf_counter() - t
+
+    t_plain = timed(plain)
+    t_probe = timed(lambda: pooled_features(net, images, prep, batch))
+    feats = timed.out
+    t_naive = timed(lambda: pooled_features(net, images, prep, batch, naive=True))
+    y = np.arange(n) % 10
+    t = time.perf_counter()
+    for f in feats:
+        fit_probe(f.numpy()[: n // 2], y[: n // 2], f.numpy()[n // 2:], y[n // 2:])
+    t_fit = time.perf_counter() - t
+    details = {"model": model, "px": px, "images": n, "batch": batch, "groups": len(feats),
+               "plain_pass_s": t_plain, "probe_pass_s": t_probe, "naive_loop_s": t_naive,
+               "probe_over_plain": t_probe / t_plain, "naive_over_probe": t_naive / t_probe,
+               "probe_fits_s": t_fit}
+    note = ["features of every group from one hooked forward pass; the fits (logistic regression, C by 3-fold "
+            "CV) are in details.probe_fits_s"]
+    return [Result(6, f"{model} vs one feature pass", "s", t_probe, t_plain, details=details, notes=note),
+            Result(6, f"{model} vs naive per-group loop", "s", t_probe, t_naive, details=details, notes=note)]
+
+
+CASES[6] = ("layer probe: one pass vs a feature pass and a per-group loop", case_probe_pass)
+_models_used_before_probe = models_used
+
+
+def models_used(s: Sizes, cases: list[int]) -> set[str]:  # noqa: F811 - case 6 builds random weights only
+    return _models_used_before_probe(s, [c for c in cases if c != 6])

@@ -36,3 +36,4 @@ from . import lr_find  # noqa: E402,F401
 from . import deploy  # noqa: E402,F401
 from . import dann  # noqa: E402,F401  (domain adaptation lab)
 from . import negative_transfer  # noqa: E402,F401  (negative transfer lab)
+from . import probe  # noqa: E402,F401
