@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import threading
+import time
 from typing import Callable, Protocol
 
 from ..runs import RunStore
@@ -18,6 +19,7 @@ from .worker import execute_run, release_memory, worker_main
 
 log = logging.getLogger(__name__)
 POLL_S = 0.25
+VOUCH_EVERY_S = 5.0   # while its worker process is alive, the server renews the run's heartbeat too
 
 
 class Backend(Protocol):
@@ -102,7 +104,17 @@ class ProcessBackend:
     def run(self, run_id, plan, train_fn, forced) -> None:
         w = self._worker()
         w.conn.send((run_id, plan.to_json(), train_fn))
+        vouched = time.monotonic()
         while True:
+            # A worker renews its run's heartbeat once it has imported torch and picked the run up; on a
+            # loaded machine a fresh spawn can take longer than the grace period, so until then (and
+            # after) the server vouches for a run whose worker process it sees alive.
+            if time.monotonic() - vouched >= VOUCH_EVERY_S and w.alive():
+                vouched = time.monotonic()
+                try:
+                    self.store.heartbeat([run_id])
+                except Exception:  # noqa: BLE001 - the database may be restarting; the worker beats too
+                    log.warning("run %s: heartbeat failed", run_id, exc_info=True)
             if w.conn.poll(POLL_S):
                 try:
                     w.conn.recv()
