@@ -1,9 +1,9 @@
 """A class on one host: N students at once, each in a browser session of their own, start a run.
 
-Starts `streamlit run app.py` on a free loopback port (or uses --url), opens N Chromium contexts
-(each a separate cookie identity, as N students' browsers would be), and at the same moment each
-student opens the Train page with a plan link of their own, clicks "Start training" and waits for
-"Run finished". Bounded in time (--timeout). Prints one JSON line: runs started, finished, failed
+Starts `streamlit run app.py` on a free loopback port and opens N Chromium contexts (each a
+separate cookie identity, as N students' browsers would be). Each student opens the Train page with
+a plan link of their own (arriving over --arrive-over seconds); once every page is ready they all
+click "Start training" together and wait for "Run finished". Bounded in time (--timeout). Prints one JSON line: runs started, finished, failed
 and lost (a click that left no run, or a run still not ended when the bound is over), the p50/p95
 wait in the queue (from submission to the start of training, read from the run store) and time to
 result (click to "Run finished" on the student's page), and the server's RSS at start and end.
@@ -43,14 +43,15 @@ def pct(values: list[float], q: float) -> float | None:
     return round(values[min(len(values) - 1, int(round(q * (len(values) - 1))))], 2)
 
 
-async def student(browser, url: str, i: int, timeout_s: float, go: asyncio.Event) -> dict:
+async def student(browser, url: str, i: int, timeout_s: float, go: asyncio.Event, arrive_s: float) -> dict:
+    await asyncio.sleep(arrive_s)           # students come in over the first minute, as a class does
     ctx = await browser.new_context()
     page = await ctx.new_page()
     row = {"student": i, "clicked": None, "result_s": None, "error": None}
     try:
         await page.goto(url + plan_link(i), timeout=120_000)
         button = page.get_by_role("button", name="Start training")
-        await button.wait_for(timeout=180_000)
+        await button.wait_for(timeout=600_000)
         await go.wait()                       # everyone clicks together
         row["clicked"] = time.time()
         await button.click()
@@ -63,15 +64,16 @@ async def student(browser, url: str, i: int, timeout_s: float, go: asyncio.Event
     return row
 
 
-async def drive(url: str, n: int, timeout_s: float, chromium: str) -> list[dict]:
+async def drive(url: str, n: int, timeout_s: float, chromium: str, arrive_over: float) -> list[dict]:
     from playwright.async_api import async_playwright
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         go = asyncio.Event()
-        tasks = [asyncio.create_task(student(browser, url, i, timeout_s, go)) for i in range(n)]
+        tasks = [asyncio.create_task(student(browser, url, i, timeout_s, go, arrive_over * i / max(n, 1)))
+                 for i in range(n)]
         await asyncio.sleep(1)
         # Release the clicks once every page is ready (or after a bound, so a slow page cannot hold the class).
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + arrive_over + 600
         while time.monotonic() < deadline and not all(t.done() for t in tasks):
             ready = await page_count_ready(browser)
             if ready >= n:
@@ -127,6 +129,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--students", type=int, default=5)
     ap.add_argument("--timeout", type=float, default=900, help="seconds each student waits for a result")
+    ap.add_argument("--arrive-over", type=float, default=60, help="seconds over which the students open the page")
     ap.add_argument("--concurrent", type=int, default=1, help="TLCORE_MAX_CONCURRENT for the server")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
@@ -139,10 +142,10 @@ def main() -> int:
         env = {"TLCORE_MAX_CONCURRENT": str(args.concurrent)}
         with streamlit_server(tmp, env=env) as (url, pid):
             rss0, t0 = rss_mb(pid), time.time()
-            rows = asyncio.run(drive(url, args.students, args.timeout, str(niced)))
+            rows = asyncio.run(drive(url, args.students, args.timeout, str(niced), args.arrive_over))
             rss1 = rss_mb(pid)
             out = summarise(rows, RunStore(), t0, (rss0, rss1))
-    out.update({"seconds": round(time.time() - t0, 1), "plan": plan_link(0), "concurrent": args.concurrent,
+    out.update({"seconds": round(time.time() - t0, 1), "plan": plan_link(0), "concurrent": args.concurrent, "arrive_over_s": args.arrive_over,
                 "cpu": cpu_model(), "cores": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 1),
                 "date": time.strftime("%Y-%m-%d")})
     print(json.dumps(out))
