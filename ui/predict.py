@@ -18,6 +18,33 @@ def _loaded(run_id: str) -> export.Loaded:
     return export.load(services.store(), run_id)
 
 
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _network(run_id: str):
+    from tlcore.artifacts import load_network
+    return load_network(services.store(), run_id)
+
+
+def _grad_cam(run: Run, img, name: str, i: int) -> None:
+    """Inside the CNN's Grad-CAM for this prediction: where the last convolutional group looked."""
+    from tlcore.artifacts import NoNetwork
+    from tlcore.device import pick
+    from tlcore.inspect import core as insp
+    from tlcore.inspect import figures as fig
+    from tlcore.models import MODELS
+    from tlcore.train.pipeline import Preprocess
+    try:
+        net, _, classes = _network(run.id)
+    except NoNetwork as e:
+        st.caption(f"No Grad-CAM: {e}")
+        return
+    spec = MODELS[run.plan.model]
+    prep = Preprocess(img.shape[-1], spec.mean, spec.std, pick("cpu"))
+    cam, target, probs = insp.grad_cam(net, prep(img[None]))
+    label = classes[target] if target < len(classes) else str(target)
+    st.plotly_chart(fig.cam_overlay(img.permute(1, 2, 0).numpy(), cam, f"{name}: {label} ({probs[target]:.0%})"),
+                    key=f"predict-cam-{i}")
+
+
 def export_box(run: Run) -> None:
     st.subheader("Export the trained model")
     reason = export.exportable_reason(run.plan)
@@ -75,6 +102,7 @@ def predict_box(run: Run) -> None:
         if shot is not None:
             shots.append(shot)
     items = [*(files or []), *shots]
+    cam = st.toggle("Show where the network looked (Grad-CAM, as on Inside the CNN)", key="predict-cam") if items else False
     if len(items) > MAX_IMAGES:
         st.warning(f"Showing the first {MAX_IMAGES} of {len(items)} images.")
     for i, f in enumerate(items[:MAX_IMAGES]):
@@ -92,3 +120,5 @@ def predict_box(run: Run) -> None:
                      hide_index=True, key=f"predict-top-{i}",
                      column_config={"probability": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
                                                                                    format="percent")})
+        if cam:
+            _grad_cam(run, img, name, i)
