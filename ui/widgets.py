@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 from tlcore import plots, progress as run_progress
-from tlcore.errors import PlanError
+from tlcore.errors import PlanError, TLCoreError
 from tlcore.models import MODELS
 from tlcore.runs import ACTIVE, Run, RunNotFound, RunSummary
 from tlcore.train.events import Phase, RunEnded, Step
@@ -270,3 +270,22 @@ def delete_runs(run_ids: list[str]) -> list[tuple[bool, str]]:
         notes.append((True, f"Stopped and deleted run {summary.name} (it was still {was})." if was in ACTIVE
                       else f"Deleted run {summary.name}."))
     return notes
+
+
+# --- a lab page's run: one button that queues a plan, and how often its live view refreshes ---------
+def queue_button(label: str, plan, runs_key: str, **button_kw) -> str | None:
+    """A button that queues `plan` as this browser's run. Returns the run this session started for
+    that very plan (None until the first click): session state remembers one run per plan under
+    `runs_key`, so changing a control shows that plan's run, or none yet."""
+    runs = st.session_state.setdefault(runs_key, {})
+    if st.button(label, **button_kw):
+        try:
+            runs[plan.to_json()] = services.runner().submit(plan, owner=services.owner())
+        except TLCoreError as e:
+            st.error(str(e))
+    return runs.get(plan.to_json())
+
+
+def refresh_while_active(run_id: str | None) -> float | None:
+    """`run_every` for a fragment that follows a run: once a second while it is queued or running."""
+    return 1.0 if run_id and services.store().status(run_id) in ("queued", "running") else None

@@ -30,16 +30,10 @@ try:
 except TLCoreError as e:
     st.error(str(e))
     st.stop()
-runs = st.session_state.setdefault("nt_runs", {})
-if st.button("Run the comparison", type="primary", disabled=state.locked()):
-    try:
-        runs[plan.to_json()] = services.runner().submit(plan, owner=services.owner())
-    except TLCoreError as e:
-        st.error(str(e))
-run_id = runs.get(plan.to_json())
+run_id = widgets.queue_button("Run the comparison", plan, "nt_runs", type="primary", disabled=state.locked())
 
 
-@st.fragment(run_every=1.0 if run_id and services.store().status(run_id) in ("queued", "running") else None)
+@st.fragment(run_every=widgets.refresh_while_active(run_id))
 def live(run_id: str) -> None:
     run = services.store().load(run_id, with_steps=False)
     widgets.progress(run)

@@ -1,7 +1,6 @@
 import streamlit as st
 
 from tlcore import advisor, plots
-from tlcore.errors import TLCoreError
 from ui import data as ui_data, services, state, widgets
 
 state.start_page()
@@ -36,16 +35,10 @@ that is what "similar" means for transfer. It takes a few seconds.
 # The probe is a run of its own kind: it waits its turn in the job queue, under the host's limits,
 # like every run, instead of computing in this page's thread.
 probe_plan = plan.replace(kind="similarity", strategy="feature_extractor", head="linear")
-runs = st.session_state.setdefault("similarity_runs", {})
-if st.button("Estimate similarity"):
-    try:
-        runs[probe_plan.to_json()] = services.runner().submit(probe_plan, owner=services.owner())
-    except TLCoreError as e:
-        st.error(str(e))
-run_id = runs.get(probe_plan.to_json())
+run_id = widgets.queue_button("Estimate similarity", probe_plan, "similarity_runs")
 
 
-@st.fragment(run_every=1.0 if run_id and services.store().status(run_id) in ("queued", "running") else None)
+@st.fragment(run_every=widgets.refresh_while_active(run_id))
 def probe_status(run_id: str) -> None:
     run = services.store().load(run_id, with_steps=False)
     if run.active:

@@ -1,7 +1,7 @@
 import streamlit as st
 
 from tlcore import plots, progress as run_progress
-from tlcore.errors import NotOwner, PlanError, TLCoreError
+from tlcore.errors import NotOwner, TLCoreError
 from tlcore.labs.lr_find_figures import momentum_figure
 from tlcore.models import MODELS
 from tlcore.runs import RunNotFound

@@ -1,6 +1,5 @@
 import streamlit as st
 
-from tlcore.errors import TLCoreError
 from tlcore.labs import probe
 from tlcore.labs.probe_figures import Curve, depth_chart, verdict
 from tlcore.models import MODELS
@@ -28,16 +27,10 @@ st.caption(f"Data: **{ui_data.dataset_title(plan)}** · model: **{spec.title}** 
            "(change them on the Data and Model pages).")
 probe_plan = plan.replace(kind="probe", strategy="feature_extractor", head="linear", truncate_after="",
                           augment=False, options={})
-runs = st.session_state.setdefault("probe_runs", {})
-if st.button("Run the probe", type="primary"):
-    try:
-        runs[probe_plan.to_json()] = services.runner().submit(probe_plan, owner=services.owner())
-    except TLCoreError as e:
-        st.error(str(e))
-run_id = runs.get(probe_plan.to_json())
+run_id = widgets.queue_button("Run the probe", probe_plan, "probe_runs", type="primary")
 
 
-@st.fragment(run_every=1.0 if run_id and services.store().status(run_id) in ("queued", "running") else None)
+@st.fragment(run_every=widgets.refresh_while_active(run_id))
 def probe_status(run_id: str) -> None:
     run = services.store().load(run_id, with_steps=False)
     if run.active:
@@ -107,16 +100,10 @@ the run can be stopped at any time, keeping the cuts already done.
 epochs = st.number_input("Epochs per cut", 1, 10, 1, disabled=state.locked())
 ft_plan = run.plan.replace(kind="cut_finetune", strategy="fine_tune_top", top_groups=1,
                            options={"epochs": int(epochs)})
-ft_runs = st.session_state.setdefault("cut_finetune_runs", {})
-if st.button("Fine-tune from every cut"):
-    try:
-        ft_runs[ft_plan.to_json()] = services.runner().submit(ft_plan, owner=services.owner())
-    except TLCoreError as e:
-        st.error(str(e))
-ft_id = ft_runs.get(ft_plan.to_json())
+ft_id = widgets.queue_button("Fine-tune from every cut", ft_plan, "cut_finetune_runs")
 
 
-@st.fragment(run_every=1.0 if ft_id and services.store().status(ft_id) in ("queued", "running") else None)
+@st.fragment(run_every=widgets.refresh_while_active(ft_id))
 def finetune_status(ft_id: str) -> None:
     r = services.store().load(ft_id, with_steps=False)
     got = sorted((x.values for x in r.results if x.schema == "cut_finetune"), key=lambda x: x["index"])
