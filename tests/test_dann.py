@@ -82,3 +82,39 @@ def test_a_short_dann_run_beats_source_only_on_the_target(tmp_path):
     assert len(live) == 16 and all(0 <= e.values["domain_acc"] <= 1 for e in live)
     emb = torch.load(tmp_path / "embedding.pt")
     assert set(emb) == {"source_only", "dann"} and emb["dann"]["xy"].shape[1] == 2
+
+
+def test_a_zoo_backbone_is_checked_group_by_group_before_training():
+    with pytest.raises(PlanError, match="has the groups stem, stage1"):
+        dann.make_plan(backbone="efficientnet_lite0", head_at="layer9")
+    plan = dann.make_plan(backbone="efficientnet_lite0")
+    assert plan.model == "efficientnet_lite0" and plan.option("head_at") == "stage4"
+    with pytest.raises(PlanError, match="network backbone takes"):
+        plan.replace(options={**plan.options, "size": 32})
+
+
+def test_a_zoo_backbone_dann_run_trains_one_group_over_a_frozen_prefix_computed_once(tmp_path, monkeypatch):
+    # The bundled EfficientNet-Lite0, its stem..stage2 frozen, stage3 trained under the two heads.
+    from tlcore.train import features
+    passes, trained = [], {}
+    real_prefix, real_train = features.compute_prefix, dann.train_arm
+    monkeypatch.setattr(features, "compute_prefix", lambda *a, **k: passes.append(a[1].shape[0]) or real_prefix(*a, **k))
+    monkeypatch.setattr(dann, "train_arm", lambda arm, *a, **k: trained.setdefault(arm, real_train(arm, *a, **k)))
+    plan = dann.make_plan(backbone="efficientnet_lite0", head_at="stage3", epochs=4, per_class=30, batch_size=32,
+                          image_size=32, device="cpu")
+    events = []
+    dann.run(plan, events.append, lambda: False, tmp_path)
+    assert isinstance(events[-1], RunEnded) and events[-1].status == "finished", events[-1]
+    final = {e.values["arm"]: e.values for e in events if isinstance(e, LabResult) and e.schema == dann.FINAL}
+    assert set(final) == set(dann.ARMS)
+    assert final["source_only"]["source_acc"] > 0.5      # ten classes: chance is 0.1
+    assert final["target_only"]["target_acc"] > 0.25
+    assert len(passes) == 4                              # both splits of both domains, once for all three arms
+    # Each arm trained its own copy of stage3: its weights moved away from the pretrained ones.
+    from tlcore.models import build_network
+    pretrained = build_network("efficientnet_lite0", 10).groups["stage3"].state_dict()
+    for arm, net in trained.items():
+        got = net.features[0].state_dict()
+        assert any(not torch.equal(got[k], pretrained[k]) for k in pretrained if got[k].is_floating_point()), arm
+    emb = torch.load(tmp_path / "embedding.pt")
+    assert emb["dann"]["xy"].shape[1] == 2 and set(emb["dann"]["domain"].tolist()) == {0, 1}

@@ -2,6 +2,7 @@ import streamlit as st
 
 from tlcore.errors import TLCoreError
 from tlcore.labs import dann, dann_figures
+from tlcore.models import MODELS
 from ui import services, state, widgets
 
 state.start_page()
@@ -21,8 +22,10 @@ The reversed gradient's weight starts at 0 and grows to 1 as training goes on
 (λ(p) = 2/(1+e^(-10p)) − 1), because at first the domain head's advice is noise.
 """)
 st.markdown("""
-We train the paper's small CNN three times on the same data: **source only** (the floor), **DANN**,
-and **with the target's labels** (the ceiling, for reference: DANN never sees them). The target here
+We train the network three times on the same data: **source only** (the floor), **DANN**,
+and **with the target's labels** (the ceiling, for reference: DANN never sees them). The network is
+the paper's small CNN, or the model you chose on the Model page with its lower groups frozen and
+one group trained under the two heads. The target here
 is the bundled digits blended onto patches of photos, the way MNIST-M is made from MNIST; the target's
 test images use other photos than its training images.
 """)
@@ -33,8 +36,26 @@ target = c[1].selectbox("Target (labels hidden)", ["digits_m"] if source == "dig
                         key="dann_target")
 epochs = c[2].slider("Epochs", 1, 30, 8, key="dann_epochs")
 per_class = c[3].slider("Images per class", 10, 140, 60, step=10, key="dann_per_class")
+
+# The network: the paper's own, or the model chosen on the Model page with its lower groups frozen.
+spec = MODELS[state.plan().model]
+n = st.columns([2, 2])
+network = n[0].radio("Network", ["small_cnn", "backbone"], horizontal=True, key="dann_network",
+                     format_func={"small_cnn": "The paper's small CNN",
+                                  "backbone": f"Your model: {spec.title}"}.get)
+backbone = head_at = None
+if network == "backbone":
+    names = list(spec.group_names)
+    if st.session_state.get("dann_head_at") not in names:      # another model was chosen since
+        st.session_state.dann_head_at = dann.default_head_at(spec.name)
+    head_at = n[1].selectbox("Heads on group", names, key="dann_head_at",
+                             help="The groups below it stay frozen (computed once for both domains); this group "
+                                  "trains, and the digit and domain heads read its pooled output.")
+    backbone = spec.name
 try:
-    plan = dann.make_plan(source, target, epochs=epochs, per_class=per_class, seed=state.plan().seed)
+    plan = dann.make_plan(source, target, epochs=epochs, per_class=per_class, seed=state.plan().seed,
+                          backbone=backbone, head_at=head_at,
+                          image_size=max(dann.DEFAULT_SIZE, spec.min_input_size) if backbone else dann.DEFAULT_SIZE)
 except TLCoreError as e:
     st.error(str(e))
     st.stop()

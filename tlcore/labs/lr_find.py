@@ -14,7 +14,6 @@ rate at its own scale, so the rate found is the plan's `lr` (the head's).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from dataclasses import dataclass

@@ -100,10 +100,11 @@ def _mislead(net, prepared, seed, should_stop, emit) -> None:
 
 
 def _scratch(plan, d, seed, device, emit, should_stop) -> float:
-    from .dann import train_arm, _scores
+    from .dann import _scores, small_cnn_arms, train_arm
     p = plan.replace(seed=seed, epochs=SCRATCH_EPOCHS, lr=0.05, batch_size=32)
-    net = train_arm("target_only", p, d, d, 32, device, lambda e: None, should_stop)
-    return _scores(net, d, d, 32, device)[1]
+    arms = small_cnn_arms(d, d, 32, device)
+    net = train_arm("target_only", p, arms, lambda e: None, should_stop)
+    return _scores(net, arms)[1]
 
 
 def run(plan, emit, should_stop, artifact_dir):
@@ -150,3 +151,43 @@ def make_plan(dataset="digits", per_class=20, seeds=3, image_size=32, seed=0):
     from ..train.plan import Plan
     return Plan(kind="negative_transfer", dataset=dataset, per_class=per_class, image_size=image_size, seed=seed,
                 options={"seeds": seeds}, strategy="feature_extractor")
+
+
+# --- the command line ---------------------------------------------------------------------------------------
+def _add_arguments(p) -> None:
+    p.add_argument("--dataset", default="digits", help="the target dataset (default digits)")
+    p.add_argument("--per-class", type=int, default=20, help="training images per class (default 20)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per arm, 1 to 10 (default 3): mean and spread")
+    p.add_argument("--image-size", type=int, default=32, help="side in pixels (default 32)")
+    p.add_argument("--seed", type=int, default=0, help="the first seed (default 0)")
+
+
+def summary(run, notes=None) -> dict:
+    """The page's numbers as one dict: each arm's accuracy over the seeds and each source's gap."""
+    runs = [r.values for r in run.results if r.schema == RUN]
+    arms = {}
+    for arm in (*SOURCES, *WITHOUT):
+        accs = [v["target_acc"] for v in runs if v["arm"] == arm]
+        if accs:
+            arms[arm] = {"acc_mean": round(statistics.mean(accs), 4),
+                         "acc_std": round(statistics.stdev(accs), 4) if len(accs) > 1 else 0.0}
+    gaps = {v["source"]: {k: round(v[k], 4) for k in ("gap_vs_scratch", "gap_vs_pixel_svm", "gap_std")}
+            for r in run.results if r.schema == GAP for v in [r.values]}
+    plan = run.plan
+    return {"run_id": run.id, "status": run.status, "kind": "negative_transfer", "dataset": plan.dataset,
+            "per_class": plan.per_class, "seeds": plan.option("seeds", 3), "arms": arms, "gaps": gaps,
+            "seconds": round(run.ended.seconds, 3) if run.ended else None, "message": run.message}
+
+
+def _run_command(args) -> int:
+    from ..__main__ import run_plan_here
+    plan = make_plan(args.dataset, args.per_class, args.seeds, args.image_size, args.seed)
+    return run_plan_here(plan, summary)
+
+
+from . import register_command, Command  # noqa: E402
+register_command(Command("negative-transfer", "negative transfer: each source against none, over seeds, one JSON line",
+                         _add_arguments, _run_command,
+                         "Fit the same target with and without each source (ImageNet, a misleading source, "
+                         "random init) over several seeds; the gap is target error with the source minus "
+                         "without it (above 0: the source hurt)."))
