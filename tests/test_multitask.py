@@ -170,6 +170,13 @@ def test_page_renders_and_shows_a_finished_run_with_findings_and_compare_lists_i
     mt.run(plan, lambda e: store.append(run_id, e), lambda: False, store.artifact_dir(run_id))
     at = _page("multitask", owner="me-test-owner-0000000000")
     assert any(h.value == "What this run showed" for h in at.subheader)
+    # A new session (a reload) shows the controls that run used, not the lab's defaults ...
+    assert at.select_slider(key="mt_width").value == 2 and at.select_slider(key="mt_share").value == 0.05
+    assert at.radio(key="mt_task_b").value.startswith("background") and at.number_input(key="mt_epochs").value == 1
+    # ... and a change made after that keeps, twice in a row.
+    for width in (8, 32):
+        at.select_slider(key="mt_width").set_value(width).run()
+        assert at.select_slider(key="mt_width").value == width
     text = " ".join(m.value for m in at.markdown)
     assert "Shared features" in text and "Unequal amounts of data" in text
     at = _page("compare", owner="me-test-owner-0000000000")

@@ -30,21 +30,50 @@ for the same number of steps, so you see what sharing gained or cost.
 """)
 
 SHARES = [1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01]
+TASK_B = ["right digit (related)", "background brightness (unrelated)"]
+LOSSES = ["fixed weights", "uncertainty weighting"]
+store = services.store()
+mine = [r for r in store.list(owner=services.owner()) if r.kind == mt.KIND]
+
+
+def _seed_controls() -> None:
+    """A new session (a reload, a second tab) starts its controls from the run it is about to show,
+    so the settings on screen are the ones that run used; without one, from the lab's defaults."""
+    if "mt_dataset" in st.session_state:
+        return
+    shown = st.session_state.get("multitask_run") or (mine[0].id if mine else None)
+    try:
+        run = store.load(shown, with_steps=False) if shown else None
+    except RunNotFound:
+        run = None
+    o = mt.options(run.plan) if run else dict(mt.DEFAULTS)
+    w_b = float(o["w_b"]) if 0 <= o["w_b"] <= 2 else 1.0
+    st.session_state.update({
+        "mt_dataset": run.plan.dataset if run and run.plan.dataset in PAIR_SOURCES else "digit_pairs",
+        "mt_task_b": TASK_B[0] if o["related"] else TASK_B[1],
+        "mt_share": float(o["b_labels"]) if o["b_labels"] in SHARES else 1.0,
+        "mt_width": int(o["width"]) if o["width"] in mt.WIDTHS else mt.DEFAULTS["width"],
+        "mt_loss": LOSSES[1] if o["weighting"] == "uncertainty" else LOSSES[0],
+        "mt_w_b": round(w_b, 1), "mt_epochs": int(run.plan.epochs) if run and run.plan.epochs <= 30 else 5})
+
+
+_seed_controls()
 c1, c2, c3 = st.columns(3)
-dataset = c1.selectbox("Images", list(PAIR_SOURCES), format_func={"digit_pairs": "digit pairs (bundled, offline)",
-                                                                   "mnist_pairs": "MNIST pairs (needs MNIST on disk)"}.get)
-related = c1.radio("Task B", ["right digit (related)", "background brightness (unrelated)"]).startswith("right")
-share = c2.select_slider("Share of task B's labels kept", SHARES[::-1], value=1.0, format_func=lambda v: f"{v:.0%}",
+dataset = c1.selectbox("Images", list(PAIR_SOURCES), key="mt_dataset",
+                       format_func={"digit_pairs": "digit pairs (bundled, offline)",
+                                    "mnist_pairs": "MNIST pairs (needs MNIST on disk)"}.get)
+related = c1.radio("Task B", TASK_B, key="mt_task_b") == TASK_B[0]
+share = c2.select_slider("Share of task B's labels kept", SHARES[::-1], key="mt_share", format_func=lambda v: f"{v:.0%}",
                          help="Pairs without a B label are left out of B's loss, which is the mean over the "
                               "labelled pairs of each batch.")
-width = c2.select_slider("Trunk width", list(mt.WIDTHS), value=mt.DEFAULTS["width"],
+width = c2.select_slider("Trunk width", list(mt.WIDTHS), key="mt_width",
                          help="Channels of the first layer; the trunk ends in 4 x width features both heads share.")
-weighting = c3.radio("Loss", ["fixed weights", "uncertainty weighting"],
+weighting = c3.radio("Loss", LOSSES, key="mt_loss",
                      help="Fixed: w_A·L_A + w_B·L_B. Uncertainty (Kendall, Gal and Cipolla 2018): each task's loss "
                           "is scaled by exp(-s) and s is added, with s learned, so a noisy task weighs itself down.")
-unc = weighting.startswith("uncertainty")
-w_b = c3.slider("Weight of task B (w_A = 1)", 0.0, 2.0, 1.0, 0.1, disabled=unc)
-epochs = c3.number_input("Epochs", 1, 30, 5)
+unc = weighting == LOSSES[1]
+w_b = c3.slider("Weight of task B (w_A = 1)", 0.0, 2.0, step=0.1, key="mt_w_b", disabled=unc)
+epochs = c3.number_input("Epochs", 1, 30, key="mt_epochs")
 
 options = {"related": related, "b_labels": float(share), "width": int(width),
            "weighting": "uncertainty" if unc else "fixed", "w_a": 1.0, "w_b": float(w_b)}
@@ -61,8 +90,7 @@ if st.button("Run joint vs single-task", type="primary", disabled=plan is None o
     except TLCoreError as e:
         st.error(str(e))
 
-store = services.store()
-mine = [r for r in store.list(owner=services.owner()) if r.kind == mt.KIND]
+mine = [r for r in store.list(owner=services.owner()) if r.kind == mt.KIND]   # again: a run may have just started
 if mine:
     ids = [r.id for r in mine]
     current = st.session_state.get("multitask_run")
