@@ -713,6 +713,9 @@ def test_train_page_lr_finder_runs_through_the_queue_and_one_click_sets_the_plan
     assert next(s for s in at.select_slider if s.label == "Learning rate (head)").value == lr
     next(n for n in at.number_input if n.label == "Epochs").set_value(2).run()
     assert at.session_state["plan"]["lr"] == lr and at.session_state["plan"]["epochs"] == 2
+    # a reload (a new session of the same person) shows the sweep again, for the same model and data
+    again = page("train", owner=at.session_state["owner"], image_size="32", per_class="8", batch_size="16")
+    assert again.session_state["lr_find_run"] == run_id and "Learning-rate finder" in charts(again)
 
 
 def test_train_page_one_cycle_shows_its_parameters_and_the_planned_momentum():

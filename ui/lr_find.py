@@ -37,7 +37,18 @@ def sweep_plan(plan: Plan) -> Plan:
     return plan.replace(kind="lr_find", options={})
 
 
+def _latest_sweep(plan: Plan) -> str | None:
+    """This person's newest sweep for the same model, strategy and dataset: what a reload or a second
+    tab shows again, since the session that started it is gone."""
+    for r in services.store().list(owner=services.owner(), limit=100):
+        if r.kind == "lr_find" and (r.model, r.strategy, r.dataset) == (plan.model, plan.strategy, plan.dataset):
+            return r.id
+    return None
+
+
 def box(plan: Plan) -> None:
+    if RUN_KEY not in st.session_state and (sweep := _latest_sweep(plan)):
+        st.session_state[RUN_KEY] = sweep
     with st.expander("Find a learning rate", icon=":material/search:", expanded=RUN_KEY in st.session_state):
         st.markdown(EXPLAIN)
         if not plan.uses_network or plan.head not in ("linear", "mlp"):
