@@ -718,6 +718,17 @@ def test_train_page_lr_finder_runs_through_the_queue_and_one_click_sets_the_plan
     assert again.session_state["lr_find_run"] == run_id and "Learning-rate finder" in charts(again)
 
 
+def test_a_reload_of_the_train_page_follows_your_training_run_not_a_sweep_or_a_lab():
+    from tlcore.train.plan import Plan
+    from ui import services
+
+    store, owner = services.store(), "me-test-owner-reload-00000000"
+    train_id = store.create(Plan(dataset="digits", image_size=32), owner=owner)       # queued, never started
+    store.create(Plan(kind="lr_find", dataset="digits", image_size=32), owner=owner)  # newer, also queued
+    at = page("train", owner=owner)
+    assert at.session_state["run_id"] == train_id
+
+
 def test_train_page_one_cycle_shows_its_parameters_and_the_planned_momentum():
     at = page("train", schedule="one_cycle", image_size="32")
     labels = {s.label for s in at.slider} | {n.label for n in at.number_input} | {s.label for s in at.select_slider}

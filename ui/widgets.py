@@ -213,13 +213,14 @@ def data_or_stop(plan):
 
 
 def current_run_id() -> str | None:
-    """The run the Train page follows: this session's, the link's `run=`, or your latest active run.
+    """The run the Train page follows: this session's, the link's `run=`, or your latest active
+    training run (a lab's run or a learning-rate sweep has a page of its own).
 
     A run that no longer exists (deleted, or a wrong id in the link) is forgotten with a short note."""
     store = services.store()
     if "run_id" not in st.session_state:
         st.session_state.run_id = st.query_params.get("run") or next(
-            (r.id for r in store.list(owner=services.owner(), limit=20) if r.status in ACTIVE), None)
+            (r.id for r in store.list(owner=services.owner(), limit=20) if r.status in ACTIVE and r.kind == "train"), None)
     run_id = st.session_state.run_id
     if not run_id:
         return None
