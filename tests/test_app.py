@@ -774,6 +774,35 @@ def test_the_domain_adaptation_page_renders_and_draws_a_finished_runs_curves_and
     assert any("DANN scores 0.400" in i.value for i in at.info)
 
 
+def test_a_reload_of_a_lab_page_shows_its_last_run_with_the_controls_that_made_it():
+    from tlcore.labs import dann
+    from tlcore.labs import negative_transfer as nt
+    from tlcore.train.events import LabResult, RunEnded
+
+    store, owner = RunStore(), "me-test-owner-lab-reload-0000"
+    plan = dann.make_plan(epochs=5, per_class=30, backbone="efficientnet_lite0", head_at="stage3")
+    run_id = store.create(plan, owner=owner)
+    for arm in dann.ARMS:
+        store.append(run_id, LabResult(dann.FINAL, {"arm": arm, "source_acc": 0.9, "domain_acc": 0.6, "seconds": 1.0,
+                                                    "target_acc": 0.3 + 0.1 * (arm != "source_only")}))
+    store.append(run_id, RunEnded("finished", "", 3.0))
+    at = page("domain_adaptation", owner=owner)            # a new session: nothing in it yet
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.slider(key="dann_epochs").value == 5 and at.slider(key="dann_per_class").value == 30
+    assert at.radio(key="dann_network").value == "backbone" and at.selectbox(key="dann_head_at").value == "stage3"
+    assert any("DANN scores 0.400" in i.value for i in at.info)
+    at.slider(key="dann_epochs").set_value(6).run()         # another plan: none of its runs yet ...
+    assert not any("DANN scores" in i.value for i in at.info)
+    at.slider(key="dann_epochs").set_value(7).run()
+    assert at.slider(key="dann_epochs").value == 7          # ... and the second change keeps too
+    nt_plan = nt.make_plan(per_class=35, seeds=2)
+    nt_id = store.create(nt_plan, owner=owner)
+    store.append(nt_id, RunEnded("finished", "", 3.0))
+    at = page("negative_transfer", owner=owner)
+    assert at.slider(key="nt_per_class").value == 35 and at.slider(key="nt_seeds").value == 2
+    assert at.session_state["nt_runs"][nt_plan.to_json()] == nt_id
+
+
 def test_the_negative_transfer_page_renders_a_finished_comparison_and_the_guide_links_to_it():
     from tlcore.labs import negative_transfer as nt
     from tlcore.train.events import LabResult, RunEnded

@@ -274,17 +274,45 @@ def delete_runs(run_ids: list[str]) -> list[tuple[bool, str]]:
 
 
 # --- a lab page's run: one button that queues a plan, and how often its live view refreshes ---------
+def _newest_runs_of(kind: str, limit: int = 30) -> list:
+    return [r for r in services.store().list(owner=services.owner(), limit=limit) if r.kind == kind]
+
+
+def seed_controls(kind: str, defaults: dict, from_plan) -> None:
+    """A lab page's controls for a new session (a reload, a second tab): the settings of this person's
+    newest run of `kind` (`from_plan(plan) -> {widget key: value}`), else `defaults`. So the controls
+    on screen are the ones that made the run the page goes on to show. Widgets keyed this way take
+    no `value=` of their own."""
+    flag = f"seeded:{kind}"
+    if not st.session_state.get(flag):
+        st.session_state[flag] = True
+        newest = _newest_runs_of(kind, limit=50)
+        if newest:
+            try:
+                defaults = {**defaults, **from_plan(services.store().load(newest[0].id, with_steps=False).plan)}
+            except Exception:   # noqa: BLE001 - a run we cannot read back seeds nothing; the defaults stand
+                pass
+    for key, value in defaults.items():
+        st.session_state.setdefault(key, value)
+
+
 def queue_button(label: str, plan, runs_key: str, **button_kw) -> str | None:
     """A button that queues `plan` as this browser's run. Returns the run this session started for
     that very plan (None until the first click): session state remembers one run per plan under
-    `runs_key`, so changing a control shows that plan's run, or none yet."""
+    `runs_key`, so changing a control shows that plan's run, or none yet. A new session (a reload)
+    finds this person's newest run of exactly this plan in the store."""
     runs = st.session_state.setdefault(runs_key, {})
+    key = plan.to_json()
+    if key not in runs:   # looked up once per plan and session
+        store = services.store()
+        runs[key] = next((r.id for r in _newest_runs_of(plan.kind)
+                          if store.load(r.id, with_steps=False).plan.to_json() == key), None)
     if st.button(label, **button_kw):
         try:
-            runs[plan.to_json()] = services.runner().submit(plan, owner=services.owner())
+            runs[key] = services.runner().submit(plan, owner=services.owner())
         except TLCoreError as e:
             st.error(str(e))
-    return runs.get(plan.to_json())
+    return runs.get(key)
 
 
 def refresh_while_active(run_id: str | None) -> float | None:

@@ -30,15 +30,27 @@ is the bundled digits blended onto patches of photos, the way MNIST-M is made fr
 test images use other photos than its training images.
 """)
 
+spec = MODELS[state.plan().model]
+
+
+def _controls_of(p) -> dict:
+    on_backbone = p.option("network") == "backbone" and p.model == spec.name
+    per_class = p.per_class if p.per_class in range(10, 141, 10) else 60
+    return {"dann_source": p.dataset, "dann_epochs": min(p.epochs, 30), "dann_per_class": per_class,
+            "dann_network": "backbone" if on_backbone else "small_cnn",
+            **({"dann_head_at": p.option("head_at")} if on_backbone else {})}
+
+
+widgets.seed_controls("dann", {"dann_source": "digits", "dann_epochs": 8, "dann_per_class": 60,
+                               "dann_network": "small_cnn"}, _controls_of)
 c = st.columns(4)
 source = c[0].selectbox("Source (labelled)", ["digits", "mnist"], key="dann_source")
 target = c[1].selectbox("Target (labels hidden)", ["digits_m"] if source == "digits" else ["mnist_m"],
                         key="dann_target")
-epochs = c[2].slider("Epochs", 1, 30, 8, key="dann_epochs")
-per_class = c[3].slider("Images per class", 10, 140, 60, step=10, key="dann_per_class")
+epochs = c[2].slider("Epochs", 1, 30, key="dann_epochs")
+per_class = c[3].slider("Images per class", 10, 140, step=10, key="dann_per_class")
 
 # The network: the paper's own, or the model chosen on the Model page with its lower groups frozen.
-spec = MODELS[state.plan().model]
 n = st.columns([2, 2])
 network = n[0].radio("Network", ["small_cnn", "backbone"], horizontal=True, key="dann_network",
                      format_func={"small_cnn": "The paper's small CNN",

@@ -20,9 +20,12 @@ nonsense), or with random weights. Without a source: a small CNN from scratch, a
 pixels. Move the slider: with few images a poor source can still beat nothing; with more, learning
 from the target alone catches up, and the gap can change sign.
 """)
+widgets.seed_controls("negative_transfer", {"nt_per_class": 20, "nt_seeds": 3},
+                      lambda p: {"nt_per_class": p.per_class, "nt_seeds": p.option("seeds", 3)}
+                      if p.per_class in range(5, 101, 5) and p.option("seeds", 3) <= 5 else {})
 c = st.columns(2)
-per_class = c[0].slider("Images per class", 5, 100, 20, step=5, key="nt_per_class")
-seeds = c[1].slider("Seeds (runs per arm)", 1, 5, 3, key="nt_seeds")
+per_class = c[0].slider("Images per class", 5, 100, step=5, key="nt_per_class")
+seeds = c[1].slider("Seeds (runs per arm)", 1, 5, key="nt_seeds")
 base = state.plan()
 try:
     plan = nt.make_plan(base.dataset if base.dataset == "digits" else "digits", per_class=per_class, seeds=seeds,
