@@ -77,15 +77,43 @@ class Calibration:
     convert_s: float
 
 
-def quantize(module: nn.Module, batches: list[torch.Tensor]) -> Calibration:
-    """int8 copy of an eval-mode `module` (fp32, NCHW inputs), calibrated on `batches`."""
-    from torch.ao.quantization import get_default_qconfig_mapping
+def cpu_has_vnni() -> bool:
+    """AVX512-VNNI or AVX-VNNI: int8 dot products accumulate in int32 without saturating."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return " avx512_vnni" in flags or " avx_vnni" in flags
+
+
+def qconfig_mapping(full_range: bool):
+    """PyTorch's x86 mapping, with 8-bit instead of 7-bit activations where the CPU has VNNI.
+
+    The default observes activations with reduce_range=True: one bit is given up so that the
+    16-bit pairwise sums of pre-VNNI int8 kernels cannot saturate. With VNNI the sums are 32-bit,
+    and the lost bit is what moved a probe on ResNet-18 features most (benchmarks/int8_probe.py)."""
+    from torch.ao.quantization import QConfig, get_default_qconfig_mapping
+    from torch.ao.quantization.observer import HistogramObserver, PerChannelMinMaxObserver
+
+    mapping = get_default_qconfig_mapping("x86")
+    if full_range:
+        mapping.set_global(QConfig(
+            activation=HistogramObserver.with_args(dtype=torch.quint8, reduce_range=False),
+            weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric)))
+    return mapping
+
+
+def quantize(module: nn.Module, batches: list[torch.Tensor], full_range: bool | None = None) -> Calibration:
+    """int8 copy of an eval-mode `module` (fp32, NCHW inputs), calibrated on `batches`; 8-bit
+    activations where the CPU has VNNI unless `full_range` says otherwise."""
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
+    full_range = cpu_has_vnni() if full_range is None else full_range
     module = static_padding(module, batches[0][:1])[0].eval()
     t0 = time.perf_counter()
     with _quiet(), x86_engine():
-        observed = prepare_fx(module, get_default_qconfig_mapping("x86"), example_inputs=(batches[0][:1],))
+        observed = prepare_fx(module, qconfig_mapping(full_range), example_inputs=(batches[0][:1],))
         with torch.no_grad():
             for b in batches:
                 observed(b)
