@@ -79,12 +79,8 @@ class Calibration:
 
 def cpu_has_vnni() -> bool:
     """AVX512-VNNI or AVX-VNNI: int8 dot products accumulate in int32 without saturating."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return " avx512_vnni" in flags or " avx_vnni" in flags
+    from ..device import cpu_flags
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni"})
 
 
 def qconfig_mapping(full_range: bool):
