@@ -63,6 +63,7 @@ class RunSummary:
     kind: str = "train"
     dataset_name: str = ""
     lesson: str = ""
+    plan_json: str = ""       # the plan as stored: what a page compares a plan with, without loading the run
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,8 @@ class RunStore:
             out.append(RunSummary(r["id"], r["created"], r["owner"], r["label"], plan.get("strategy", ""),
                                   plan.get("model", ""), plan.get("dataset", ""), r["status"], r["val_acc"],
                                   r["macro_f1"], r["seconds"], r["trainable_params"], r["message"],
-                                  kind=r["kind"], dataset_name=plan.get("dataset_name", ""), lesson=r["lesson"]))
+                                  kind=r["kind"], dataset_name=plan.get("dataset_name", ""), lesson=r["lesson"],
+                                  plan_json=r["plan_json"]))
         return out
 
     def delete(self, run_id: str, *, owner: str) -> None:

@@ -9,6 +9,7 @@ from tlcore.errors import PlanError, TLCoreError
 from tlcore.models import MODELS
 from tlcore.runs import ACTIVE, Run, RunNotFound, RunSummary
 from tlcore.train.events import Phase, RunEnded, Step
+from tlcore.train.plan import Plan
 from tlcore.train.strategies import cut_schedule
 
 from . import controls, data as ui_data, services, state
@@ -278,6 +279,13 @@ def _newest_runs_of(kind: str, limit: int = 30) -> list:
     return [r for r in services.store().list(owner=services.owner(), limit=limit) if r.kind == kind]
 
 
+def _same_plan(stored: str, key: str) -> bool:
+    try:
+        return Plan.from_json(stored).to_json() == key   # through Plan: older rows may lack newer defaults
+    except (TLCoreError, ValueError, TypeError):
+        return False
+
+
 def seed_controls(kind: str, defaults: dict, from_plan) -> None:
     """A lab page's controls for a new session (a reload, a second tab): the settings of this person's
     newest run of `kind` (`from_plan(plan) -> {widget key: value}`), else `defaults`. So the controls
@@ -289,8 +297,8 @@ def seed_controls(kind: str, defaults: dict, from_plan) -> None:
         newest = _newest_runs_of(kind, limit=50)
         if newest:
             try:
-                defaults = {**defaults, **from_plan(services.store().load(newest[0].id, with_steps=False).plan)}
-            except Exception:   # noqa: BLE001 - a run we cannot read back seeds nothing; the defaults stand
+                defaults = {**defaults, **from_plan(Plan.from_json(newest[0].plan_json))}
+            except (TLCoreError, ValueError, TypeError):   # a stored plan this version no longer reads seeds nothing
                 pass
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
@@ -303,10 +311,8 @@ def queue_button(label: str, plan, runs_key: str, **button_kw) -> str | None:
     finds this person's newest run of exactly this plan in the store."""
     runs = st.session_state.setdefault(runs_key, {})
     key = plan.to_json()
-    if key not in runs:   # looked up once per plan and session
-        store = services.store()
-        runs[key] = next((r.id for r in _newest_runs_of(plan.kind)
-                          if store.load(r.id, with_steps=False).plan.to_json() == key), None)
+    if key not in runs:   # looked up once per plan and session, from the run list alone
+        runs[key] = next((r.id for r in _newest_runs_of(plan.kind) if _same_plan(r.plan_json, key)), None)
     if st.button(label, **button_kw):
         try:
             runs[key] = services.runner().submit(plan, owner=services.owner())

@@ -8,7 +8,7 @@ from tlcore.labs import multitask_figures as figs
 from tlcore.runs import RunNotFound
 from tlcore.train.events import Step
 from tlcore.train.plan import Plan
-from ui import services, state
+from ui import services, state, widgets
 
 state.start_page()
 st.title("Multi-task learning")
@@ -33,31 +33,21 @@ SHARES = [1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01]
 TASK_B = ["right digit (related)", "background brightness (unrelated)"]
 LOSSES = ["fixed weights", "uncertainty weighting"]
 store = services.store()
-mine = [r for r in store.list(owner=services.owner()) if r.kind == mt.KIND]
 
 
-def _seed_controls() -> None:
-    """A new session (a reload, a second tab) starts its controls from the run it is about to show,
-    so the settings on screen are the ones that run used; without one, from the lab's defaults."""
-    if "mt_dataset" in st.session_state:
-        return
-    shown = st.session_state.get("multitask_run") or (mine[0].id if mine else None)
-    try:
-        run = store.load(shown, with_steps=False) if shown else None
-    except RunNotFound:
-        run = None
-    o = mt.options(run.plan) if run else dict(mt.DEFAULTS)
-    w_b = float(o["w_b"]) if 0 <= o["w_b"] <= 2 else 1.0
-    st.session_state.update({
-        "mt_dataset": run.plan.dataset if run and run.plan.dataset in PAIR_SOURCES else "digit_pairs",
-        "mt_task_b": TASK_B[0] if o["related"] else TASK_B[1],
-        "mt_share": float(o["b_labels"]) if o["b_labels"] in SHARES else 1.0,
-        "mt_width": int(o["width"]) if o["width"] in mt.WIDTHS else mt.DEFAULTS["width"],
-        "mt_loss": LOSSES[1] if o["weighting"] == "uncertainty" else LOSSES[0],
-        "mt_w_b": round(w_b, 1), "mt_epochs": int(run.plan.epochs) if run and run.plan.epochs <= 30 else 5})
+def _controls_of(plan: Plan) -> dict:
+    o = mt.options(plan)
+    return {"mt_dataset": plan.dataset if plan.dataset in PAIR_SOURCES else "digit_pairs",
+            "mt_task_b": TASK_B[0] if o["related"] else TASK_B[1],
+            "mt_share": float(o["b_labels"]) if o["b_labels"] in SHARES else 1.0,
+            "mt_width": int(o["width"]) if o["width"] in mt.WIDTHS else mt.DEFAULTS["width"],
+            "mt_loss": LOSSES[1] if o["weighting"] == "uncertainty" else LOSSES[0],
+            "mt_w_b": round(float(o["w_b"]), 1) if 0 <= o["w_b"] <= 2 else 1.0,
+            "mt_epochs": int(plan.epochs) if plan.epochs <= 30 else 5}
 
 
-_seed_controls()
+# A new session (a reload, a second tab) starts from the settings of the run it is about to show.
+widgets.seed_controls(mt.KIND, _controls_of(Plan(kind=mt.KIND, dataset="digit_pairs", epochs=5)), _controls_of)
 c1, c2, c3 = st.columns(3)
 dataset = c1.selectbox("Images", list(PAIR_SOURCES), key="mt_dataset",
                        format_func={"digit_pairs": "digit pairs (bundled, offline)",
@@ -90,7 +80,7 @@ if st.button("Run joint vs single-task", type="primary", disabled=plan is None o
     except TLCoreError as e:
         st.error(str(e))
 
-mine = [r for r in store.list(owner=services.owner()) if r.kind == mt.KIND]   # again: a run may have just started
+mine = [r for r in store.list(owner=services.owner()) if r.kind == mt.KIND]
 if mine:
     ids = [r.id for r in mine]
     current = st.session_state.get("multitask_run")
