@@ -53,8 +53,11 @@ def test_a_stop_during_the_second_cuts_feature_pass_keeps_the_first_epochs_resul
     net = build_network(plan.model, 10)
     net.load_state_dict(model["state_dict"])
     prepared = prepare(plan, lambda e: None)
-    net = net.to(prepared.policy.device)
-    ev = evaluate(net, source_at(net, 0, prepared, FeatureCache(None, 0), lambda e: None), prepared)
+    net = net.to(prepared.policy.device).eval()
+    # Through epoch 1's cut, as the run evaluated it: on a bf16 CPU the frozen prefix runs in bf16, and
+    # a whole-network fp32 pass would disagree on the near-ties of a one-epoch model.
+    cut = of(events, RunStarted)[0].cuts[0]
+    ev = evaluate(net, source_at(net, cut, prepared, FeatureCache(None, 0), lambda e: None), prepared)
     assert (ev.pred == saved["pred"]).float().mean() > 0.98   # up to ties at half precision
 
 
@@ -279,7 +282,8 @@ def test_a_runs_network_loads_back_and_predicts_what_the_run_saved(strategy, tmp
     net, got_plan, classes = load_network(store, run_id)
     assert got_plan == plan and classes == tuple("0123456789")
     prepared = prepare(plan, lambda e: None)
-    ev = evaluate(net, source_at(net, 0, prepared, FeatureCache(None, 0), lambda e: None), prepared)
+    cut = store.load(run_id).started.cuts[0]   # the run's own path (its frozen prefix's numeric mode included)
+    ev = evaluate(net, source_at(net, cut, prepared, FeatureCache(None, 0), lambda e: None), prepared)
     saved = store.predictions(run_id)
     assert (ev.pred == saved["pred"]).float().mean() > 0.98   # up to ties at half precision
     svm = store.create(plan.replace(strategy="pixel_svm"), owner="me")
