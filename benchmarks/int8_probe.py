@@ -36,7 +36,7 @@ def probe(train_f: torch.Tensor, train_y: torch.Tensor, val_f: torch.Tensor, val
 
 def features(net, data, prep, policy, int8: bool) -> tuple[torch.Tensor, torch.Tensor, FrozenPrefix]:
     env = os.environ.get("TLCORE_CPU_INT8")
-    os.environ["TLCORE_CPU_INT8"] = "1" if int8 else "0"   # int8 is opt-in
+    os.environ["TLCORE_CPU_INT8"] = "1" if int8 else "0"   # both sides whatever the default
     try:
         prefix = FrozenPrefix(net, len(net.groups), prep, policy)
     finally:

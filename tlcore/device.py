@@ -62,6 +62,11 @@ def _cpu_has_bf16() -> bool:
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
+def cpu_has_vnni() -> bool:
+    """AVX512-VNNI or AVX-VNNI: int8 dot products accumulate in int32 without saturating."""
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni"})
+
+
 def cpu_bf16_forced_off() -> bool:
     """TLCORE_CPU_BF16=0: take the path of a CPU without bf16 even on one that has it (fp32, with
     int8 where it pays), to measure or reproduce what most laptops get."""

@@ -11,7 +11,7 @@ from the accuracy it measures on images the calibration did not see.
 FX's tracer patches nn.Module.__call__ for the whole process while it traces, so quantizing must
 not happen while another thread of the same process runs a network: the job queue runs each run in
 a worker process of its own, which makes that so; a notebook running two runs in threads at once
-with TLCORE_CPU_INT8=1 would not be safe.
+(ThreadBackend) on a CPU where int8 is on would not be safe.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from ..device import cpu_has_vnni
 from .fastpath import static_padding
 
 # Layers int8 does not serve here (2-core Zen 3, AVX2, torch 2.14.1, 224 px, measured against the
@@ -75,12 +76,6 @@ class Calibration:
     module: nn.Module
     observe_s: float
     convert_s: float
-
-
-def cpu_has_vnni() -> bool:
-    """AVX512-VNNI or AVX-VNNI: int8 dot products accumulate in int32 without saturating."""
-    from ..device import cpu_flags
-    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni"})
 
 
 def qconfig_mapping(full_range: bool):

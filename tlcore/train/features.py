@@ -148,11 +148,12 @@ class FrozenPrefix:
       a gradient), so a copy kept in bf16 saves that work as well as the BatchNorm passes.
     * "fp32" on a CPU without bf16: "same" padding made static and each convolution fused with its
       activation in one oneDNN call (models/fastpath.py).
-    * "int8" on such a CPU with TLCORE_CPU_INT8=1, once `calibrate` has quantized the copy on the
-      run's own images and found it close to fp32 on images the calibration did not see
-      (models/quantize.py). Only for prefixes int8 serves (plain convolutions: ResNet, VGG,
-      AlexNet) and passes long enough to repay the calibration. Off by default: on Fashion-MNIST
-      a linear probe on int8 ResNet-18 features scored 1.7 points under fp32 here (README).
+    * "int8" on such a CPU where TLCORE_CPU_INT8 allows it (by default: where the CPU has VNNI),
+      once `calibrate` has quantized the copy on the run's own images and found it close to fp32
+      on images the calibration did not see (models/quantize.py). Only for prefixes int8 serves
+      (plain convolutions: ResNet, VGG, AlexNet) and passes long enough to repay the calibration.
+      Not by default without VNNI: there activations get 7 bits, and on Fashion-MNIST a linear
+      probe on such ResNet-18 features scored 1.7 points under fp32 (README).
 
     Only for groups whose function is fixed (frozen, BatchNorm in inference mode). Each rewrite is
     checked against the original in fp32 on a probe batch; one it does not reproduce is undone.
@@ -234,19 +235,21 @@ INT8_CALIBRATION = 32      # images the activation ranges are observed on
 INT8_CHECK = 16            # other images the int8 copy is compared with fp32 on
 # Relative L2 error of int8 features against fp32 above which int8 is refused: a guard against a
 # broken quantization (an outlier channel, a layer int8 mangles), not a proof of probe accuracy. At
-# 0.022-0.024 (random-init ResNet-18, 112 px) a probe lost 0.0 points on digits but 1.7 on Fashion-MNIST.
+# 0.022-0.024 (random-init ResNet-18, 112 px, 7-bit activations) a probe lost 0.0 points on digits
+# but 1.7 on Fashion-MNIST; at 0.015 (8-bit) 0.3 and none.
 INT8_MAX_ERROR = 0.06
 
 
 def int8_enabled() -> bool:
-    """TLCORE_CPU_INT8=1 lets CPUs without bf16 compute frozen features in int8. Off by default: the
-    probe-accuracy bar (within 0.5 points of fp32 on digits and Fashion-MNIST) was not met (README)."""
+    """May a CPU without bf16 compute frozen features in int8? TLCORE_CPU_INT8; by default where the
+    CPU has VNNI, the CPUs on which a probe on int8 features stayed within 0.5 points of fp32 on
+    digits and Fashion-MNIST (8-bit activations; README, Performance)."""
     from ..settings import read
     return read("TLCORE_CPU_INT8")
 
 
 def int8_suits(groups: list[nn.Module], policy: DevicePolicy) -> bool:
-    """May int8 serve these groups on this device? CPU, fp32 policy, x86 engine, TLCORE_CPU_INT8=1,
+    """May int8 serve these groups on this device? CPU, fp32 policy, x86 engine, int8_enabled(),
     and no layer that int8 serves badly (quantize.unsuited_layer)."""
     return (policy.device.type == "cpu" and policy.amp_dtype is None and int8_enabled()
             and quantize.available() and quantize.unsuited_layer(nn.Sequential(*groups)) is None)
