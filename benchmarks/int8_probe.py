@@ -47,11 +47,6 @@ def features(net, data, prep, policy, int8: bool) -> tuple[torch.Tensor, torch.T
     return tr, va, prefix
 
 
-def quantize_full_range() -> bool:
-    from tlcore.models import quantize
-    return quantize.cpu_has_vnni()
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", default=None)
@@ -60,12 +55,15 @@ def main() -> None:
     p.add_argument("--size", type=int, default=112)
     p.add_argument("--per-class", type=int, default=100, help="training images per class")
     p.add_argument("--val", type=int, default=1000, help="validation images at most")
-    p.add_argument("--activations", choices=("auto", "7", "8"), default="auto",
-                   help="activation bits: 8 where the CPU has VNNI (auto, the engine's rule), or forced")
+    p.add_argument("--bits", choices=("auto", "8a8w", "8a7w", "7a8w"), default="auto",
+                   help="activation and weight bits: auto is the engine's rule for this CPU (quantize.default_bits); "
+                        "7a8w is PyTorch's default")
     args = p.parse_args()
-    if args.activations != "auto":
-        from tlcore.models import quantize
-        quantize.cpu_has_vnni = lambda: args.activations == "8"   # what quantize() reads for its default
+    from tlcore.models import quantize
+    if args.bits != "auto":
+        forced = (int(args.bits[0]), int(args.bits[2]))
+        quantize.default_bits = lambda: forced   # what quantize() reads for its default
+    bits = "{}a{}w".format(*quantize.default_bits())
     policy = dataclasses.replace(pick("cpu"), amp_dtype=None, train_amp=False)   # the no-bf16 path
     for ds in args.datasets.split(","):
         data = load_dataset(ds, image_size=28, per_class=args.per_class, root=args.data_root, download=False)
@@ -85,7 +83,7 @@ def main() -> None:
             print(json.dumps({"dataset": ds, "model": model, "weights": "ImageNet" if weights_status(model) !=
                               "needs download" else "random init", "size": args.size, "train": len(data.train_y),
                               "val": len(data.val_y), "mode": q8[2].mode,
-                              "activation_bits": 8 if quantize_full_range() else 7, "int8_check_error": q8[2].int8_error,
+                              "bits": bits, "int8_check_error": q8[2].int8_error,
                               "feature_rel_error": round(relative_error(q8[1], f32[1]), 4),
                               "acc_fp32": round(a32, 4), "acc_int8": round(a8, 4), "points": round(100 * (a8 - a32), 2),
                               "fp32_s": round(t32, 1), "int8_s_with_calibration": round(t8, 1),

@@ -133,23 +133,44 @@ def test_int8_is_not_tried_on_layers_it_serves_badly(name, int8_on):
     assert prefix_mode(net, len(net.groups), FP32, BIG_RUN, 224) == "fp32"
 
 
-@pytest.mark.parametrize("vnni", [True, False])
-def test_int8_is_on_by_default_only_where_the_cpu_has_vnni(monkeypatch, vnni):
-    # With VNNI activations get 8 bits and a probe stayed within 0.5 points of fp32; without, 7 bits
-    # cost 1.7 points on Fashion-MNIST (README, Performance). 0 and 1 override either way.
-    monkeypatch.setattr(device, "cpu_has_vnni", lambda: vnni)
+def test_int8_is_on_by_default_and_switch_0_keeps_fp32(monkeypatch):
     monkeypatch.delenv("TLCORE_CPU_INT8", raising=False)
     net, prep = _resnet18()
-    by_default = FrozenPrefix(net, len(net.groups), prep, FP32)
-    assert by_default.int8_candidate == (vnni and quantize.available())
-    assert prefix_mode(net, len(net.groups), FP32, BIG_RUN, 224) == ("int8" if vnni and quantize.available() else "fp32")
+    assert FrozenPrefix(net, len(net.groups), prep, FP32).int8_candidate == quantize.available()
     monkeypatch.setenv("TLCORE_CPU_INT8", "0")
     never = FrozenPrefix(net, len(net.groups), prep, FP32)
     assert not never.int8_candidate
     assert never.calibrate(_images(64), planned_images=BIG_RUN) == "fp32"
     assert prefix_mode(net, len(net.groups), FP32, BIG_RUN, 224) == "fp32"
-    monkeypatch.setenv("TLCORE_CPU_INT8", "1")
-    assert FrozenPrefix(net, len(net.groups), prep, FP32).int8_candidate == quantize.available()
+
+
+def _int_weights(q: nn.Module) -> list[torch.Tensor]:
+    out = []
+    for m in q.modules():
+        w = getattr(m, "weight", None)
+        w = w() if callable(w) else w     # quantized conv / linear modules expose weight()
+        if isinstance(w, torch.Tensor) and w.is_quantized:
+            out.append(w.int_repr())
+    return out
+
+
+@needs_x86
+@pytest.mark.parametrize("vnni", [True, False])
+def test_int8_weights_keep_7_bits_where_the_cpu_has_no_vnni(monkeypatch, vnni):
+    # Pre-VNNI kernels add pairs of uint8 x int8 products in 16 bits: 8-bit activations need weights
+    # within +-64 there, or the sums saturate. With VNNI both get 8 bits.
+    monkeypatch.setattr(device, "cpu_has_vnni", lambda: vnni)
+    assert quantize.default_bits() == ((8, 8) if vnni else (8, 7))
+    net, prep = _resnet18()
+    q = quantize.quantize(nn.Sequential(*net.groups.values()).eval(), [prep(_images(8))]).module
+    weights = _int_weights(q)
+    assert weights
+    largest = max(int(w.abs().max()) for w in weights)
+    # Symmetric scales put a channel's largest weight at +-63.5 steps, which rounds to 64: 2 x 255 x 64
+    # still fits in 16 bits.
+    assert largest >= 127 if vnni else largest == 64
+    with pytest.raises(ValueError, match="bits"):
+        quantize.qconfig_mapping((7, 7))
 
 
 def test_bf16_switch_forces_the_path_of_a_cpu_without_bf16(monkeypatch):

@@ -50,13 +50,6 @@ def cache_home() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 
 
-def _cpu_has_vnni() -> bool:
-    # int8 is on by default only where activations get all 8 bits: with 7 (pre-VNNI kernels) a
-    # probe on int8 features lost 1.7 points on Fashion-MNIST, with 8 it stayed within 0.3 (README).
-    from .device import cpu_has_vnni
-    return cpu_has_vnni()
-
-
 def _host_budget_gb() -> float:
     from .memory import default_budget_bytes
     return default_budget_bytes() / 2**30
@@ -82,8 +75,7 @@ _TABLE = (
             "every core", low=1, high=1024),
     Setting("TLCORE_CPU_BF16", "bool", "bf16 autocast on CPUs that do bf16 natively (AVX512-BF16 / AMX)", True),
     Setting("TLCORE_CPU_INT8", "bool", "int8 frozen features on CPUs without bf16, where calibration finds them "
-            "close to fp32 (0: never; 1: also without VNNI, where activations get 7 bits)", _cpu_has_vnni,
-            "on where the CPU has VNNI"),
+            "close to fp32 (0: fp32 only)", True),
     Setting("TLCORE_MAX_QUEUED_PER_OWNER", "int", "runs one person may have waiting in the queue at once", 3,
             low=1, high=1000),
     Setting("TLCORE_STORE_URL", "text", "the run store's database: SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db",

@@ -28,8 +28,9 @@ from ..paths import cache_dir
 from ..settings import read
 from .pipeline import Preprocess
 
-FEATURE_VERSION = 4  # bump when the way features are computed changes (2: BatchNorm folded, bf16 weights;
-#                     3: fp32 CPU prefixes fused, int8 where it pays; 4: content identity of data and weights)
+FEATURE_VERSION = 5  # bump when the way features are computed changes (2: BatchNorm folded, bf16 weights;
+#                     3: fp32 CPU prefixes fused, int8 where it pays; 4: content identity of data and weights;
+#                     5: int8 with 8-bit activations and fp32 pooling, its bits in the key)
 
 
 def _budget_bytes() -> int:
@@ -148,12 +149,10 @@ class FrozenPrefix:
       a gradient), so a copy kept in bf16 saves that work as well as the BatchNorm passes.
     * "fp32" on a CPU without bf16: "same" padding made static and each convolution fused with its
       activation in one oneDNN call (models/fastpath.py).
-    * "int8" on such a CPU where TLCORE_CPU_INT8 allows it (by default: where the CPU has VNNI),
-      once `calibrate` has quantized the copy on the run's own images and found it close to fp32
+    * "int8" on such a CPU unless TLCORE_CPU_INT8=0, once `calibrate` has quantized the copy on the run's own images and found it close to fp32
       on images the calibration did not see (models/quantize.py). Only for prefixes int8 serves
       (plain convolutions: ResNet, VGG, AlexNet) and passes long enough to repay the calibration.
-      Not by default without VNNI: there activations get 7 bits, and on Fashion-MNIST a linear
-      probe on such ResNet-18 features scored 1.7 points under fp32 (README).
+      Activations get 8 bits everywhere; without VNNI the weights get 7 (quantize.default_bits).
 
     Only for groups whose function is fixed (frozen, BatchNorm in inference mode). Each rewrite is
     checked against the original in fp32 on a probe batch; one it does not reproduce is undone.
@@ -227,23 +226,23 @@ class FrozenPrefix:
         return self.module(x if self.dtype is None else x.to(self.dtype))
 
 
-# int8 is chosen only where it repays its calibration: about 3 s on 2 cores at 224 px for ResNet-18
-# (observing 32 images, converting, checking 16), against ~15 ms saved per 224 px image. Converting
+# int8 is chosen only where it repays its calibration: about 2 s on 2 cores at 224 px for ResNet-18
+# (observing 16 images, converting, checking 16 more), against ~15 ms saved per 224 px image. Converting
 # takes longer for more weights (VGG-16's 138M: about 20x ResNet-18's), so the bar rises with them.
 INT8_MIN_WORK = 300        # images at 224 px (or as many pixels at another size) per 12M prefix weights
-INT8_CALIBRATION = 32      # images the activation ranges are observed on
+INT8_CALIBRATION = 16      # images the activation ranges are observed on (32 cost 0.8 s more, no better probe)
 INT8_CHECK = 16            # other images the int8 copy is compared with fp32 on
 # Relative L2 error of int8 features against fp32 above which int8 is refused: a guard against a
 # broken quantization (an outlier channel, a layer int8 mangles), not a proof of probe accuracy. At
-# 0.022-0.024 (random-init ResNet-18, 112 px, 7-bit activations) a probe lost 0.0 points on digits
-# but 1.7 on Fashion-MNIST; at 0.015 (8-bit) 0.3 and none.
+# 0.022-0.025 (random-init ResNet-18, 112 px) a probe lost 1.7 points on Fashion-MNIST while the
+# pooling was int8 and none once it was fp32 (README, Performance).
 INT8_MAX_ERROR = 0.06
 
 
 def int8_enabled() -> bool:
-    """May a CPU without bf16 compute frozen features in int8? TLCORE_CPU_INT8; by default where the
-    CPU has VNNI, the CPUs on which a probe on int8 features stayed within 0.5 points of fp32 on
-    digits and Fashion-MNIST (8-bit activations; README, Performance)."""
+    """May a CPU without bf16 compute frozen features in int8? TLCORE_CPU_INT8, on by default: with
+    8-bit activations a probe on int8 features stayed within 0.5 points of fp32 on digits and
+    Fashion-MNIST, with VNNI and without (README, Performance)."""
     from ..settings import read
     return read("TLCORE_CPU_INT8")
 

@@ -28,7 +28,7 @@ from ..data import ImageSplits, load_plan_data
 from ..data.registry import DATASETS
 from ..device import DevicePolicy, pick
 from ..metrics import confusion_matrix, report
-from ..models import MODELS, ModelSpec, build_network
+from ..models import MODELS, ModelSpec, build_network, quantize
 from ..models.base import Network
 from ..models.build import group_mflops, weights_identity
 from . import rng
@@ -156,7 +156,10 @@ def source_at(net: Network, cut: int, prepared: Prepared, cache: FeatureCache, e
                                                         prefix_numel(net, cut, prepared.prep)):
         ident = identity if identity is not None else cache_identity(prepared)
         mode = prefix_mode(net, cut, policy, len(d.train_y) + len(d.val_y), prepared.size)
-        key = feature_key({**ident, "mode": mode}, cut)
+        # int8 features differ with the bits this CPU's kernels take (quantize.default_bits), so a
+        # cache shared by workers on different CPUs keeps them apart.
+        bits = {"int8_bits": list(quantize.default_bits())} if mode == "int8" else {}
+        key = feature_key({**ident, "mode": mode, **bits}, cut)
         pair, seconds = cache.get(key), 0.0
         if pair is None:
             with cache.computing(key, should_stop):   # students asking for the same features: computed once
