@@ -16,6 +16,7 @@ a worker process of its own, which makes that so; a notebook running two runs in
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import warnings
 from dataclasses import dataclass
@@ -78,6 +79,7 @@ class Calibration:
     convert_s: float
 
 
+@functools.cache   # one observer class, however many mappings are made
 def _sampled_histogram_observer():
     from torch.ao.quantization.observer import HistogramObserver
 
@@ -89,8 +91,8 @@ def _sampled_histogram_observer():
         def forward(self, x_orig: torch.Tensor) -> torch.Tensor:
             x = x_orig.detach()
             if x.numel() >= 64 * SAMPLE_STRIDE:
-                # every 11th value (prime to every width and channel count: no row or channel skipped), and the
-                # extremes, which a sample would miss and which set the histogram's span
+                # every 11th value (prime to every width and channel count, so no column or channel
+                # is skipped; 7 aliased with 7 px maps) and the extremes, which set the histogram's span
                 x = torch.cat([x.reshape(-1)[::SAMPLE_STRIDE], torch.stack(torch.aminmax(x))])
             super().forward(x)
             return x_orig

@@ -149,8 +149,9 @@ class FrozenPrefix:
       a gradient), so a copy kept in bf16 saves that work as well as the BatchNorm passes.
     * "fp32" on a CPU without bf16: "same" padding made static and each convolution fused with its
       activation in one oneDNN call (models/fastpath.py).
-    * "int8" on such a CPU unless TLCORE_CPU_INT8=0, once `calibrate` has quantized the copy on the run's own images and found it close to fp32
-      on images the calibration did not see (models/quantize.py). Only for prefixes int8 serves
+    * "int8" on such a CPU unless TLCORE_CPU_INT8=0, once `calibrate` has quantized the copy on
+      the run's own images and found it close to fp32 on images the calibration did not see
+      (models/quantize.py). Only for prefixes int8 serves
       (plain convolutions: ResNet, VGG, AlexNet) and passes long enough to repay the calibration.
       Activations get 8 bits everywhere; without VNNI the weights get 7 (quantize.default_bits).
 
@@ -240,9 +241,9 @@ INT8_MAX_ERROR = 0.06
 
 
 def int8_enabled() -> bool:
-    """May a CPU without bf16 compute frozen features in int8? TLCORE_CPU_INT8, on by default: with
-    8-bit activations a probe on int8 features stayed within 0.5 points of fp32 on digits and
-    Fashion-MNIST, with VNNI and without (README, Performance)."""
+    """May a CPU without bf16 compute frozen features in int8? TLCORE_CPU_INT8, on by default: a
+    probe on int8 features lost at most 0.3 points against fp32 on digits and Fashion-MNIST, with
+    VNNI and without (README, Performance)."""
     from ..settings import read
     return read("TLCORE_CPU_INT8")
 
