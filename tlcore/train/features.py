@@ -270,6 +270,14 @@ def prefix_mode(net: Network, cut: int, policy: DevicePolicy, n_images: int, siz
     return "int8" if int8_suits(groups, policy) and int8_pays_off(n_images, size, params) else "fp32"
 
 
+def prefix_numbers(net: Network, cut: int, policy: DevicePolicy, n_images: int, size: int) -> dict:
+    """What a feature-cache key must hold of how the prefix computes: its mode (prefix_mode) and,
+    for int8, the bits this CPU's kernels take, so that a cache shared by workers on different CPUs
+    keeps their features apart."""
+    mode = prefix_mode(net, cut, policy, n_images, size)
+    return {"mode": mode, **({"int8_bits": list(quantize.default_bits())} if mode == "int8" else {})}
+
+
 def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
     """Mean over images of |got - want| / |want| (L2 over each image's values)."""
     got, want = got.float().flatten(1), want.float().flatten(1)

@@ -28,12 +28,12 @@ from ..data import ImageSplits, load_plan_data
 from ..data.registry import DATASETS
 from ..device import DevicePolicy, pick
 from ..metrics import confusion_matrix, report
-from ..models import MODELS, ModelSpec, build_network, quantize
+from ..models import MODELS, ModelSpec, build_network
 from ..models.base import Network
 from ..models.build import group_mflops, weights_identity
 from . import rng
 from .events import Emit, EpochEnded, Phase, RunStarted, Step
-from .features import (FeatureCache, FrozenPrefix, compute_prefix, feature_identity, feature_key, prefix_mode,
+from .features import (FeatureCache, FrozenPrefix, compute_prefix, feature_identity, feature_key, prefix_numbers,
                        prefix_numel)
 from .pipeline import Preprocess
 from .plan import Plan
@@ -155,11 +155,8 @@ def source_at(net: Network, cut: int, prepared: Prepared, cache: FeatureCache, e
     if frozen_prefix_is_fixed(plan, cut) and cache.fits(len(d.train_y) + len(d.val_y),
                                                         prefix_numel(net, cut, prepared.prep)):
         ident = identity if identity is not None else cache_identity(prepared)
-        mode = prefix_mode(net, cut, policy, len(d.train_y) + len(d.val_y), prepared.size)
-        # int8 features differ with the bits this CPU's kernels take (quantize.default_bits), so a
-        # cache shared by workers on different CPUs keeps them apart.
-        bits = {"int8_bits": list(quantize.default_bits())} if mode == "int8" else {}
-        key = feature_key({**ident, "mode": mode, **bits}, cut)
+        numbers = prefix_numbers(net, cut, policy, len(d.train_y) + len(d.val_y), prepared.size)
+        key = feature_key({**ident, **numbers}, cut)
         pair, seconds = cache.get(key), 0.0
         if pair is None:
             with cache.computing(key, should_stop):   # students asking for the same features: computed once
