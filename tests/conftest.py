@@ -131,3 +131,40 @@ def ray_address(tmp_path_factory):
                    check=True, capture_output=True, timeout=180, env=env)
     yield f"127.0.0.1:{port}"
     subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120, env=env)
+
+
+# --- the lessons suite: marked by folder, its table printed at the end ------------------------------
+LESSONS = Path(__file__).resolve().parent / "lessons"
+LESSON_TABLE = Path(__file__).resolve().parents[1] / "test-artifacts" / "lessons"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    # Before `-m` selects: every test under tests/lessons/ is a lesson (the default run leaves them out).
+    for item in items:
+        if LESSONS in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.lessons)
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput") and LESSON_TABLE.is_dir():
+        for old in LESSON_TABLE.glob("*.json"):
+            old.unlink()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    import json
+    rows = [json.loads(p.read_text()) for p in sorted(LESSON_TABLE.glob("*.json"))] if LESSON_TABLE.is_dir() else []
+    if not rows or hasattr(config, "workerinput"):
+        return
+    head = "| lab | claim | default settings | figure | per seed | mean | spread | verdict | seconds | CPU |"
+    lines = [head, "|" + " --- |" * 10]
+    for r in rows:
+        seeds = ", ".join(f"{k}: {v:+.3f}" if r["figure"].startswith(("gain", "gap")) else f"{k}: {v:.3f}"
+                          for k, v in r["per_seed"].items())
+        lines.append(f"| {r['lab']} | {r['claim']} | {r['settings']} | {r['figure']} | {seeds} | {r['mean']:.3f} | "
+                     f"{r['spread']:.3f} | {r['verdict']} | {r['seconds']} | {r['cpu']} |")
+    (LESSON_TABLE / "table.md").write_text("\n".join(lines) + "\n")
+    terminalreporter.section("lessons")
+    for line in lines:
+        terminalreporter.write_line(line)

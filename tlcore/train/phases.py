@@ -267,6 +267,57 @@ class Clock:
     total: int              # steps in the whole run
 
 
+StepFn = Callable[[int], "torch.Tensor | None"]   # i-th step of an epoch -> its loss (None: nothing to learn from)
+
+
+def run_steps(steps: int, step: StepFn, *, epoch: int, clock: Clock, batch: int, emit: Emit,
+              should_stop: ShouldStop = _never, lrs: Callable[[], tuple[float, ...]] = tuple,
+              on_loss: Callable[[float, str], None] | None = None, sync_each_step: bool = True) -> EpochStats:
+    """One epoch of `steps` optimiser steps, whatever a step computes: the part every trainer shares.
+
+    `step(i)` sets its rate, computes its losses (one or several, from one or several sources), steps
+    the optimiser(s) and returns the loss it reports. Around it: a stop request between any two steps,
+    throttled Step events (global index, rates from `lrs()`, images/s), a non-finite loss refused by
+    `on_loss(value, where)` (it raises), and the epoch's mean loss. A training run, the multi-task
+    arms, DANN's arms and the LR finder are all this loop with their own step.
+    """
+    loss_sum, counted = 0.0, 0
+    pending: list[torch.Tensor] = []      # on a GPU, summed on the device and read once at the end
+    t_start = last_emit = time.perf_counter()
+    for i in range(steps):
+        check_stop(should_stop)
+        loss = step(i)
+        now = time.perf_counter()
+        # Each epoch's first and last steps are always reported (so the curves start where the schedule
+        # starts, whatever the machine's speed); steps between them at most every STEP_EVENT_INTERVAL_S.
+        report = i == 0 or i == steps - 1 or now - last_emit >= STEP_EVENT_INTERVAL_S
+        if loss is None:
+            continue
+        counted += 1
+        # Reading the loss syncs the GPU; do it only when we report (always on CPU: it is free there).
+        if sync_each_step or report:
+            value = float(loss.detach().item())
+            if on_loss is not None:
+                on_loss(value, f"at epoch {epoch + 1}, step {i + 1}")
+            if sync_each_step:
+                loss_sum += value
+            else:
+                pending.append(loss.detach())
+            if report:
+                done = min((i + 1) * batch, steps * batch)
+                emit(Step(epoch, clock.step0 + i, clock.total, steps, value, lrs(),
+                          done / max(now - t_start, 1e-9), now - clock.t0))
+                last_emit = now
+        else:
+            pending.append(loss.detach())
+    if pending:
+        loss_sum += float(torch.stack([v.float() for v in pending]).sum().item())
+    mean = loss_sum / counted if counted else float("nan")
+    if on_loss is not None and counted:
+        on_loss(mean, f"in epoch {epoch + 1}")
+    return EpochStats(mean, steps, steps * batch, time.perf_counter() - t_start)
+
+
 def train_epoch(net: Network, src: Source, optim: Optimiser, prepared: Prepared, epoch: int, clock: Clock,
                 gen: torch.Generator, emit: Emit, should_stop: ShouldStop = _never) -> EpochStats:
     plan, policy = prepared.plan, prepared.policy
@@ -275,30 +326,15 @@ def train_epoch(net: Network, src: Source, optim: Optimiser, prepared: Prepared,
     bs = min(plan.batch_size, n_train)
     spe = steps_per_epoch_for(n_train, bs)
     perm = torch.randperm(n_train, generator=gen)[: spe * bs].to(policy.device)
-    loss_sum = torch.zeros((), device=policy.device)
-    t_start = last_emit = time.perf_counter()
-    for i in range(spe):
-        check_stop(should_stop)
+
+    def one(i: int) -> torch.Tensor:
         idx = perm[i * bs:(i + 1) * bs]
         optim.set_step(clock.step0 + i, clock.total)
-        loss = _step(net, src, idx, y[idx], optim, prepared, gen)
-        loss_sum += loss.detach()
-        now = time.perf_counter()
-        # Each epoch's first and last steps are always reported (so the curves start where the schedule
-        # starts, whatever the machine's speed); steps between them at most every STEP_EVENT_INTERVAL_S.
-        report = i == 0 or i == spe - 1 or now - last_emit >= STEP_EVENT_INTERVAL_S
-        # Reading the loss syncs the GPU; do it only when we report (always on CPU: it is free there).
-        if not policy.is_cuda or report:
-            value = float(loss.item())
-            _check_finite(value, plan, f"at epoch {epoch + 1}, step {i + 1}")
-            if report:
-                done = min((i + 1) * bs, n_train)
-                emit(Step(epoch, clock.step0 + i, clock.total, spe, value, optim.lrs(src.cut, len(net.group_names)),
-                          done / max(now - t_start, 1e-9), now - clock.t0))
-                last_emit = now
-    mean = float(loss_sum.item()) / spe
-    _check_finite(mean, plan, f"in epoch {epoch + 1}")
-    return EpochStats(mean, spe, spe * bs, time.perf_counter() - t_start)
+        return train_step(net, src, idx, y[idx], optim, prepared, gen)
+
+    return run_steps(spe, one, epoch=epoch, clock=clock, batch=bs, emit=emit, should_stop=should_stop,
+                     lrs=lambda: optim.lrs(src.cut, len(net.group_names)),
+                     on_loss=lambda v, where: _check_finite(v, plan, where), sync_each_step=not policy.is_cuda)
 
 
 def _check_finite(value: float, plan: Plan, where: str) -> None:
@@ -307,12 +343,21 @@ def _check_finite(value: float, plan: Plan, where: str) -> None:
                      "try 10x lower")
 
 
-def _step(net: Network, src: Source, idx: torch.Tensor, y: torch.Tensor, optim: Optimiser, prepared: Prepared,
-          gen: torch.Generator) -> torch.Tensor:
+def train_loss(net: Network, src: Source, idx: torch.Tensor, y: torch.Tensor, prepared: Prepared,
+               gen: torch.Generator) -> torch.Tensor:
+    """The loss a training step minimises on one batch (Inception's auxiliary loss included)."""
     logits, aux = forward_train(net, src, idx, prepared, gen)
     loss = F.cross_entropy(logits.float(), y)
     if aux is not None:   # Inception's auxiliary classifier, as its paper trains it
         loss = loss + net.aux_weight * F.cross_entropy(aux.float(), y)
+    return loss
+
+
+def train_step(net: Network, src: Source, idx: torch.Tensor, y: torch.Tensor, optim: Optimiser, prepared: Prepared,
+               gen: torch.Generator) -> torch.Tensor:
+    """One optimiser step on one batch at the optimiser's current rates: what training, the LR finder
+    and the probe's fine-tuning all take. Returns the batch's loss (not yet read back from the device)."""
+    loss = train_loss(net, src, idx, y, prepared, gen)
     optim.opt.zero_grad(set_to_none=True)
     optim.scaler.scale(loss).backward()
     optim.scaler.step(optim.opt)
