@@ -19,6 +19,7 @@ ratio 1.04 this way, 7.41 with --nice-only.
 """
 from __future__ import annotations
 
+from tlcore.labs import run_plan
 import argparse
 import json
 import os
@@ -76,7 +77,7 @@ def main() -> int:
         from tlcore.runs import RunStore
         from tlcore.train.plan import Plan
         plan = Plan(**PLAN)
-        runner = JobRunner(RunStore(), backend="process", max_queued_per_owner=100)
+        runner = JobRunner(RunStore(), backend="process", max_queued_per_owner=100, train_fn=run_plan)
         rows = []
         with streamlit_server(tmp) as (url, server_pid), sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(niced), args=CHROMIUM_ARGS)

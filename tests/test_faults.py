@@ -60,7 +60,7 @@ def test_a_server_killed_mid_run_loses_no_run_and_leaves_none_running(tmp_path):
     _until(lambda: store.load(run_id).steps)
     server.kill()                       # no clean shutdown: what `kill -9` or a crash does
     server.wait(30)
-    restarted = JobRunner(RunStore(home), backend="process")   # the server comes back and sweeps
+    restarted = JobRunner(RunStore(home), backend="process", train_fn=fakes.steady)   # the server comes back and sweeps
     _until(lambda: store.status(run_id) != "running", timeout=120)
     assert store.status(run_id) == "finished"   # its worker outlived the server and finished the run
     restarted.shutdown()

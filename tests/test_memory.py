@@ -15,6 +15,8 @@ import torch
 from PIL import Image
 
 import tlcore.memory as memory
+import tlcore.settings as settings
+import tlcore.train.scope as scope
 from tlcore.data import ImageSplits
 from tlcore.errors import PlanError
 from tlcore.limits import Limits
@@ -136,12 +138,12 @@ def test_a_plan_over_the_budget_is_refused_saying_what_to_lower():
 
 
 def test_the_default_budget_is_a_share_of_this_machine_split_between_concurrent_runs(monkeypatch):
-    host = memory.host_memory_bytes()
+    host = settings.host_memory_bytes()
     assert 2**28 < host <= 2**50
     monkeypatch.delenv("TLCORE_MAX_RUN_MEMORY_GB", raising=False)
-    assert Limits.from_env().max_run_memory_gb == pytest.approx(memory.HOST_SHARE * host / 2**30, rel=1e-6)
+    assert Limits.from_env().max_run_memory_gb == pytest.approx(settings.HOST_SHARE * host / 2**30, rel=1e-6)
     monkeypatch.setenv("TLCORE_MAX_CONCURRENT", "2")
-    assert Limits.from_env().max_run_memory_gb == pytest.approx(memory.HOST_SHARE * host / 2**31, rel=1e-6)
+    assert Limits.from_env().max_run_memory_gb == pytest.approx(settings.HOST_SHARE * host / 2**31, rel=1e-6)
     monkeypatch.setenv("TLCORE_MAX_RUN_MEMORY_GB", "3.5")
     assert Limits.from_env().max_run_memory_gb == 3.5
 
@@ -165,17 +167,17 @@ FAILURES = {
 @pytest.mark.parametrize("where", sorted(FAILURES))
 def test_every_allocator_failure_is_recognised_and_told_plainly(where):
     exc = FAILURES[where]
-    assert memory.is_allocator_failure(exc)
-    msg = memory.allocator_message(exc)
+    assert scope.is_allocator_failure(exc)
+    msg = scope.allocator_message(exc)
     assert msg.startswith(f"{where} ran out of memory") and "batch size" in msg and "\n" not in msg
-    assert len({memory.allocator_message(e).split(" ran out")[1] for e in FAILURES.values()}) == 1   # one message
+    assert len({scope.allocator_message(e).split(" ran out")[1] for e in FAILURES.values()}) == 1   # one message
 
 
 @pytest.mark.parametrize("exc", [RuntimeError("mat1 and mat2 shapes cannot be multiplied"), ValueError("bad value"),
                                  KeyError("out of memory")])
 def test_other_errors_are_not_taken_for_allocator_failures(exc):
-    assert not memory.is_allocator_failure(exc)
-    assert memory.is_allocator_failure(MemoryError())
+    assert not scope.is_allocator_failure(exc)
+    assert scope.is_allocator_failure(MemoryError())
 
 
 def test_a_run_that_hits_the_cpu_allocator_fails_with_the_plain_message(monkeypatch):
@@ -188,4 +190,4 @@ def test_a_run_that_hits_the_cpu_allocator_fails_with_the_plain_message(monkeypa
     loop.train(Plan(image_size=32, epochs=1), events.append)
     end = events[-1]
     assert isinstance(end, RunEnded) and end.status == "failed"
-    assert end.message == memory.allocator_message(CPU_OOM) and "internal error" not in end.message
+    assert end.message == scope.allocator_message(CPU_OOM) and "internal error" not in end.message

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tlcore.labs import run_plan
 from tlcore.data import load_dataset
 from tlcore.errors import PlanError
 from tlcore.models import build_network
@@ -243,7 +244,7 @@ def test_the_similarity_probe_is_a_run_of_its_own_kind_through_the_queue(tmp_pat
     from tlcore.jobs import JobRunner
     from tlcore.runs import RunStore
 
-    runner = JobRunner(RunStore(tmp_path), max_concurrent=1)
+    runner = JobRunner(RunStore(tmp_path), max_concurrent=1, train_fn=run_plan)
     run_id = runner.submit(Plan(kind="similarity", image_size=32, per_class=20), owner="me")
     assert runner.wait(run_id, 300) == "finished"
     run = runner.store.load(run_id)

@@ -8,6 +8,7 @@ import time
 import pytest
 
 import fakes
+from tlcore.labs import run_plan
 from tlcore.jobs import JobRunner
 from tlcore.jobs.ray_backend import RayBackend, RayUnavailable
 from tlcore.runs import RunStore
@@ -27,7 +28,7 @@ def ray_runner(ray_address, postgres, tmp_path, monkeypatch):
     ray.cloudpickle.register_pickle_by_value(fakes)   # the stand-in runs travel with the task
     monkeypatch.setenv("TLCORE_RAY_ADDRESS", ray_address)
     store = RunStore(tmp_path, url=postgres.new_database())
-    runner = JobRunner(store, max_concurrent=2)
+    runner = JobRunner(store, max_concurrent=2, train_fn=run_plan)
     assert isinstance(runner.backend, RayBackend)    # chosen by TLCORE_RAY_ADDRESS alone
     yield runner
     runner.shutdown()

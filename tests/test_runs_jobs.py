@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tlcore.labs import run_plan
 import tlcore.jobs.backends
 import tlcore.jobs.runner
 from fakes import fake_train
@@ -24,6 +25,7 @@ PLAN = Plan(epochs=2)
 
 def Runner(store, **kw) -> JobRunner:
     """Queue semantics are the same on every backend; threads let these tests use closures as runs."""
+    kw.setdefault("train_fn", run_plan)
     return JobRunner(store, backend="thread", **kw)
 
 
@@ -175,10 +177,10 @@ def test_stopping_a_queued_run_wakes_whoever_waits_for_it(tmp_path):
 
 
 def test_each_device_has_its_own_queue_and_limit(tmp_path, monkeypatch):
-    monkeypatch.setattr(tlcore.jobs.runner, "auto_device_type", lambda: "cuda")
+    monkeypatch.setattr(tlcore.jobs.backends, "auto_device_type", lambda: "cuda")
     gates = {"cuda": threading.Event(), "cpu": threading.Event()}
     runner = Runner(RunStore(tmp_path), max_concurrent=1,
-                    train_fn=lambda plan, *a: fake_train(plan, *a, gate=gates[tlcore.jobs.runner.device_of(plan)]))
+                    train_fn=lambda plan, *a: fake_train(plan, *a, gate=gates[tlcore.jobs.backends.device_of(plan)]))
     gpu = runner.submit(Plan(epochs=2, device="cuda"))
     auto = runner.submit(PLAN)  # "auto" trains on the GPU here, so it queues behind it
     cpu, cpu2 = runner.submit(Plan(epochs=2, device="cpu")), runner.submit(Plan(epochs=2, device="cpu"))

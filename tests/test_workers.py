@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tlcore.labs import run_plan
 import tlcore.jobs.runner
 from tlcore.jobs import JobRunner, QueueFull
 from tlcore.runs import RunStore
@@ -28,7 +29,7 @@ def _worker_pid(store: RunStore, run_id: str) -> int:
 
 @pytest.fixture
 def runner(tmp_path):
-    r = JobRunner(RunStore(tmp_path), max_concurrent=1, backend="process")
+    r = JobRunner(RunStore(tmp_path), max_concurrent=1, backend="process", train_fn=run_plan)
     yield r
     r.shutdown()
 

@@ -4,6 +4,10 @@
 the pages. A kind names its runner (the same signature as `tlcore.train.loop.train`), checks its
 own `Plan.options`, and declares the result schemas its `LabResult` events use, so Compare and
 Results can read any kind's results without knowing which lab made them.
+
+A registry at the bottom of the engine: it imports nothing above it. Each kind registers itself at
+the end of its own module (`train` in tlcore.train.loop, each lab in tlcore.labs.*), and the one
+module that knows every kind, `tlcore.labs`, is what the entry points import and hand to the queue.
 """
 from __future__ import annotations
 
@@ -27,7 +31,9 @@ class Kind:
     title: str                                        # what people call it: "Training run", "Linear probe", ...
     run: Runner
     validate: Callable[[Any], None] = _no_options     # raises PlanError("options.x", ...) for bad settings
-    results: tuple[str, ...] = ()                     # LabResult schemas it emits (tlcore.train.events)
+    # LabResult schemas it emits (tlcore.train.events); the last is its summary, one row per arm, group or
+    # source: what the Results and Compare pages tabulate for any lab run.
+    results: tuple[str, ...] = ()
 
 
 KINDS: dict[str, Kind] = {}
@@ -40,28 +46,13 @@ def register_kind(kind: Kind) -> Kind:
     return kind
 
 
-def _load_all() -> None:
-    """Labs register their kinds when imported; importing them here keeps `KINDS` complete for
-    whoever asks first (a plan being validated, the job queue, a page)."""
-    from . import labs  # noqa: F401
-
-
 def kind_of(name: str) -> Kind:
     if name not in KINDS:
-        _load_all()
-    if name not in KINDS:
-        raise PlanError("kind", f"unknown plan kind {name!r}; choose one of {', '.join(sorted(KINDS))}")
+        known = ", ".join(sorted(KINDS)) or "none registered yet (import tlcore.labs)"
+        raise PlanError("kind", f"unknown plan kind {name!r}; choose one of {known}")
     return KINDS[name]
 
 
 def run_plan(plan, emit, should_stop: Callable[[], bool] = lambda: False, artifact_dir: Path | None = None) -> Any:
-    """Execute any plan with its kind's runner (what the job queue's workers call)."""
+    """Execute a plan with its kind's runner (the kind's module has registered it)."""
     return kind_of(plan.kind).run(plan, emit, should_stop, artifact_dir)
-
-
-def _train(plan, emit, should_stop, artifact_dir):
-    from .train.loop import train
-    return train(plan, emit, should_stop, artifact_dir)
-
-
-register_kind(Kind("train", "Training run", _train))

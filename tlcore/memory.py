@@ -23,43 +23,15 @@ import torch
 
 from .errors import PlanError
 
+
 if TYPE_CHECKING:
     from .data import ImageSplits
     from .train.plan import Plan
 
 FOOTPRINT_VERSION = 1
 RUNTIME_BYTES = 100 * 2**20     # kernel workspaces, thread pools, the autograd engine: about this on a CPU
-HOST_SHARE = 0.5                # of the machine's memory, shared by the runs that train at once
 GPU_SHARE = 0.9                 # of a GPU's memory: the CUDA context and allocator slack take the rest
 _SVC_CACHE = 200 * 2**20        # scikit-learn SVC's kernel cache
-
-
-# --- the host's budget --------------------------------------------------------------------------------
-def _cgroup_limit() -> int | None:
-    for f in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = Path(f).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit() and int(text) < 2**60:   # "max" or a huge number: no limit
-            return int(text)
-    return None
-
-
-def host_memory_bytes() -> int:
-    """The machine's memory, or the container's limit when that is lower."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        total = 8 * 2**30   # no sysconf (Windows): assume a small machine
-    limit = _cgroup_limit()
-    return min(total, limit) if limit else total
-
-
-def default_budget_bytes() -> int:
-    """TLCORE_MAX_RUN_MEMORY_GB's default: half the machine, shared by the runs allowed at once."""
-    from .settings import read
-    return int(HOST_SHARE * host_memory_bytes() / read("TLCORE_MAX_CONCURRENT"))
 
 
 # --- what a network keeps, per image ------------------------------------------------------------------
@@ -373,33 +345,3 @@ def check(plan: "Plan", budget_bytes: int, data: "ImageSplits | None" = None) ->
             if gpu is not None and est.on_gpu > gpu else
             f"about {gb(est.host)} of memory and this server allows {gb(budget_bytes)} per run")
     raise PlanError(field, f"this run would need {over}: {', or '.join(advice)}")
-
-
-# --- when an allocator fails anyway -------------------------------------------------------------------
-_SIGNS = ("can't allocate memory", "out of memory", "cannot allocate memory", "alloc_failed")
-
-
-def is_allocator_failure(exc: BaseException) -> bool:
-    """Did a memory allocation fail (CPU, CUDA or MPS), as opposed to any other error?"""
-    if isinstance(exc, MemoryError):
-        return True
-    oom = getattr(torch.cuda, "OutOfMemoryError", None)
-    if oom is not None and isinstance(exc, oom):
-        return True
-    return isinstance(exc, RuntimeError) and any(s in str(exc).lower() for s in _SIGNS)
-
-
-def _where(exc: BaseException) -> str:
-    text = str(exc)
-    oom = getattr(torch.cuda, "OutOfMemoryError", None)
-    if (oom is not None and isinstance(exc, oom)) or "CUDA" in text or "CUBLAS" in text or "CUDNN" in text:
-        return "the GPU"
-    if "MPS" in text:
-        return "the Apple GPU"
-    return "the computer"
-
-
-def allocator_message(exc: BaseException) -> str:
-    """The one line a learner sees for any allocator failure."""
-    return (f"{_where(exc)} ran out of memory for this run: lower the batch size or the image size, or choose a "
-            "strategy that trains fewer layer groups (or wait until another run has finished)")

@@ -50,8 +50,37 @@ def cache_home() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 
 
+HOST_SHARE = 0.5                # of the machine's memory, shared by the runs that train at once
+
+
+# --- the host's budget --------------------------------------------------------------------------------
+def _cgroup_limit() -> int | None:
+    for f in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(f).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:   # "max" or a huge number: no limit
+            return int(text)
+    return None
+
+
+def host_memory_bytes() -> int:
+    """The machine's memory, or the container's limit when that is lower."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 * 2**30   # no sysconf (Windows): assume a small machine
+    limit = _cgroup_limit()
+    return min(total, limit) if limit else total
+
+
+def default_budget_bytes() -> int:
+    """TLCORE_MAX_RUN_MEMORY_GB's default: half the machine, shared by the runs allowed at once."""
+    return int(HOST_SHARE * host_memory_bytes() / read("TLCORE_MAX_CONCURRENT"))
+
+
 def _host_budget_gb() -> float:
-    from .memory import default_budget_bytes
     return default_budget_bytes() / 2**30
 
 

@@ -8,6 +8,7 @@ import secrets
 
 import streamlit as st
 
+from tlcore import labs
 from tlcore.jobs import JobRunner
 from tlcore.runs import RunStore
 
@@ -24,7 +25,7 @@ def store() -> RunStore:
 @st.cache_resource
 def runner() -> JobRunner:
     # Lives as long as the server: closing a tab never kills a run.
-    return JobRunner(store())
+    return JobRunner(store(), train_fn=labs.run_plan)   # every kind, the labs' included
 
 
 def owner() -> str:

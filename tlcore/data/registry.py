@@ -282,8 +282,3 @@ def dataset_rows(root: Path | str | None = None) -> list[dict]:
     return [{"name": s.name, "title": s.title, "source": s.source, "classes": len(s.classes) or "?",
              "native_px": s.native_size or "varies", "offline": "yes" if s.available_offline(root) else "needs download",
              "licence": s.licence} for s in DATASETS.values()]
-
-
-from . import pairs as _pairs  # noqa: E402,F401  (registers the two-label datasets of the multi-task lab)
-from .shifted import register_all as _register_shifted  # noqa: E402  (digits_m, mnist_m: digits on photos)
-_register_shifted(register, DATASETS)

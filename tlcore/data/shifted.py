@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .base import DatasetSpec, ImageSplits
+from .registry import DATASETS, register
 
 # Which photo feeds which part. Disjoint by construction (a test checks it).
 TRAIN_PHOTOS = ("skimage:astronaut", "skimage:coffee", "skimage:rocket", "skimage:immunohistochemistry",
@@ -98,7 +99,6 @@ def load_digits_m(root: Path, image_size: int, seed: int, val_fraction: float, p
 def load_mnist_m(root: Path, image_size: int, seed: int, val_fraction: float, path=None, download: bool = True
                  ) -> ImageSplits:
     from .images import shrink
-    from .registry import DATASETS
     base = DATASETS["mnist"].load(root, 28, seed, val_fraction, download=download)
     out = shifted(base, "mnist_m", seed)
     return ImageSplits(shrink(out.train_x, image_size), out.train_y, shrink(out.val_x, image_size), out.val_y,
@@ -115,3 +115,6 @@ def register_all(register, datasets) -> None:
         "mnist_m", "MNIST on photos", "MNIST blended onto patches of photos, like MNIST-M.", "torchvision",
         "CC BY-SA 3.0 (MNIST); scikit-image and scikit-learn sample photos", digits, 28, datasets["mnist"].download_from,
         load=load_mnist_m, available_offline=lambda root: datasets["mnist"].available_offline(root)))
+
+
+register_all(register, DATASETS)   # digits_m, mnist_m: digits on photos

@@ -11,6 +11,14 @@ from torch import nn
 from ..models.base import Network
 
 
+def pool(y: torch.Tensor) -> torch.Tensor:
+    """One vector per image ("CNN code"): global average over the spatial axes of a feature map, flat
+    vectors as they are. The probe lab and the map of CNN codes both read a group's output this way."""
+    if y.ndim == 4:
+        return F.adaptive_avg_pool2d(y, 1).flatten(1)
+    return y.flatten(1)
+
+
 # --- filters ---------------------------------------------------------------------------------------
 def first_conv(net: Network) -> nn.Conv2d:
     """The first convolution that reads the image (3 input channels)."""
@@ -70,7 +78,6 @@ def activations(net: Network, x: torch.Tensor, top: int = 8) -> list[GroupMaps]:
 @torch.no_grad()
 def cnn_codes(net: Network, images: torch.Tensor, prep, batch: int = 64) -> np.ndarray:
     """The backbone's pooled output for uint8 images: one "CNN code" per image."""
-    from ..labs.probe import pool
     net.eval()
     return torch.cat([pool(net.features(prep(images[i:i + batch]))).float().cpu()
                       for i in range(0, len(images), batch)]).numpy()

@@ -7,8 +7,8 @@ Runs execute in worker processes (tlcore.jobs.backends), or on Ray when TLCORE_R
 workers write only to the run store and pages read only the store. Nothing here knows Streamlit.
 Host limits come from the constructor or the environment (tlcore.limits).
 """
-from .backends import Backend, ProcessBackend, ThreadBackend
-from .runner import JobRunner, QueueFull, device_of
+from .backends import Backend, ProcessBackend, ThreadBackend, device_of
+from .runner import JobRunner, QueueFull
 from ..limits import Limits
 
 __all__ = ["Backend", "JobRunner", "Limits", "ProcessBackend", "QueueFull", "ThreadBackend", "device_of"]

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Callable, Protocol
 
+from ..device import auto_device_type
 from ..runs import RunStore
 from ..train.events import RunEnded
 from ..train.plan import Plan
@@ -22,10 +23,15 @@ POLL_S = 0.25
 VOUCH_EVERY_S = 5.0   # while its worker process is alive, the server renews the run's heartbeat too
 
 
+def device_of(plan: Plan) -> str:
+    """The device type a plan's run queues for ("auto" resolved on this host)."""
+    return auto_device_type() if plan.device == "auto" else plan.device
+
+
 class Backend(Protocol):
     name: str
 
-    def run(self, run_id: str, plan: Plan, train_fn: Callable | None, forced: Callable[[], bool]) -> None: ...
+    def run(self, run_id: str, plan: Plan, train_fn: Callable, forced: Callable[[], bool]) -> None: ...
 
     def close(self) -> None: ...
 

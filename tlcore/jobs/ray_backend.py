@@ -18,6 +18,7 @@ from .. import settings
 from ..errors import TLCoreError
 from ..runs import RunStore
 from ..train.events import RunEnded
+from .backends import device_of
 from .worker import execute_run, release_memory
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,6 @@ class RayBackend:
         self.gpu_share = settings.read("TLCORE_RAY_GPU_FRACTION")   # below 1: runs share a GPU
 
     def _resources(self, plan) -> dict:
-        from .runner import device_of
         gpus = self.gpu_share if device_of(plan) == "cuda" else 0
         return {"num_cpus": 1, "num_gpus": gpus}
 

@@ -8,12 +8,11 @@ from collections import deque
 from typing import Callable
 
 from .. import settings
-from ..device import auto_device_type
 from ..errors import TLCoreError
 from ..runs import HEARTBEAT_S, RunStore
 from ..train.events import RunEnded
 from ..train.plan import Plan
-from .backends import Backend, ProcessBackend, ThreadBackend
+from .backends import Backend, ProcessBackend, ThreadBackend, device_of
 from ..limits import Limits
 
 log = logging.getLogger(__name__)
@@ -23,10 +22,6 @@ SWEEP_EVERY_S = 10.0
 
 class QueueFull(TLCoreError):
     """One person already has as many runs waiting as this server allows."""
-
-
-def device_of(plan: Plan) -> str:
-    return auto_device_type() if plan.device == "auto" else plan.device
 
 
 def _make_backend(name: str, store: RunStore) -> Backend:
@@ -43,15 +38,17 @@ def default_backend() -> str:
 
 
 class JobRunner:
-    def __init__(self, store: RunStore, *, max_concurrent: int | None = None, backend: str | Backend | None = None,
-                 train_fn: Callable | None = None, limits: Limits | None = None,
+    def __init__(self, store: RunStore, *, train_fn: Callable, max_concurrent: int | None = None,
+                 backend: str | Backend | None = None, limits: Limits | None = None,
                  max_queued_per_owner: int | None = None) -> None:
         self.store = store
         self.limits = limits if limits is not None else Limits.from_env()   # checks every setting first
         self.max_concurrent = max_concurrent or settings.read("TLCORE_MAX_CONCURRENT")   # per device
         self.max_queued_per_owner = max_queued_per_owner or settings.read("TLCORE_MAX_QUEUED_PER_OWNER")
         self.backend = _make_backend(backend or default_backend(), store) if not hasattr(backend, "run") else backend
-        self.train_fn = train_fn            # None: the plan's kind decides (tlcore.kinds.run_plan)
+        # How a plan runs, handed in by the entry point: tlcore.labs.run_plan knows every kind. It travels to
+        # worker processes and Ray tasks by reference, so importing it there registers the kinds too.
+        self.train_fn = train_fn
         self._queues: dict[str, deque[tuple[str, Plan, str]]] = {}   # device -> (run id, plan, owner)
         self._slots: dict[str, list[threading.Thread]] = {}
         self._running: set[str] = set()

@@ -22,11 +22,6 @@ log = logging.getLogger(__name__)
 STOP_POLL_S = 0.2          # how stale a "should I stop?" answer may be: the store is asked at most this often
 
 
-def _default_run(plan, emit, should_stop, artifact_dir):
-    from ..kinds import run_plan
-    return run_plan(plan, emit, should_stop, artifact_dir)
-
-
 class StopFlag:
     """`should_stop()` for a run: the store's stop flag (set by whoever may stop it, on any host), read at
     most every STOP_POLL_S; also true once the run has ended under the worker (a sweep, a forced stop)."""
@@ -74,9 +69,10 @@ class Heartbeat:
         self._thread.join(self.every + 1)
 
 
-def execute_run(store: RunStore, run_id: str, plan: Plan, train_fn: Callable | None = None,
+def execute_run(store: RunStore, run_id: str, plan: Plan, train_fn: Callable,
                 local_stop: threading.Event | None = None) -> None:
-    """Run one plan to its end. Whatever happens, the run ends in the store with exactly one RunEnded."""
+    """Run one plan to its end with `train_fn` (the entry point's runner, e.g. tlcore.labs.run_plan,
+    which knows every kind). Whatever happens, the run ends in the store with exactly one RunEnded."""
     ended = False
 
     def emit(event) -> None:
@@ -87,7 +83,7 @@ def execute_run(store: RunStore, run_id: str, plan: Plan, train_fn: Callable | N
 
     with Heartbeat(store, run_id):
         try:
-            (train_fn or _default_run)(plan, emit, StopFlag(store, run_id, local_stop), store.artifact_dir(run_id))
+            train_fn(plan, emit, StopFlag(store, run_id, local_stop), store.artifact_dir(run_id))
         except Exception as e:  # noqa: BLE001 - the worker must survive any run
             log.exception("run %s: an error escaped the run's own handling", run_id)
             if not ended:

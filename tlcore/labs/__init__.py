@@ -1,34 +1,16 @@
 """The labs: each module registers one or more plan kinds (tlcore.kinds) built from the engine's
-phases (tlcore.train.phases), and may add a subcommand to `python -m tlcore`. Importing this
-package registers them all."""
+phases (tlcore.train.phases), and may add a subcommand to `python -m tlcore` (tlcore.cli).
+
+This package is the one place that knows every kind: importing it registers them all (the
+training run's too), and its `run_plan` is what the entry points (the dashboard's job runner, the
+CLI, a worker process, a Ray task) hand to the queue."""
 from __future__ import annotations
 
-import argparse
-from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
-
-@dataclass(frozen=True)
-class Command:
-    """A lab's subcommand: `add_arguments(parser)` declares its options, `run(args)` builds its plan,
-    runs it with `tlcore.__main__.run_plan_here` (progress bar, store, heartbeat, one JSON line) and
-    returns the exit code."""
-    name: str
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-    description: str = ""
-
-
-COMMANDS: list[Command] = []
-
-
-def register_command(command: Command) -> Command:
-    if any(c.name == command.name for c in COMMANDS):
-        raise ValueError(f"subcommand {command.name!r} is already registered")
-    COMMANDS.append(command)
-    return command
-
+from .. import kinds
+from ..train import loop  # noqa: F401  (registers the "train" kind)
 
 from . import similarity  # noqa: E402,F401  (each lab registers its kind and command on import)
 from . import multitask  # noqa: E402,F401
@@ -37,3 +19,9 @@ from . import deploy  # noqa: E402,F401
 from . import dann  # noqa: E402,F401  (domain adaptation lab)
 from . import negative_transfer  # noqa: E402,F401  (negative transfer lab)
 from . import probe  # noqa: E402,F401
+from . import probe_finetune  # noqa: E402,F401  (fine-tune from every cut)
+
+
+def run_plan(plan, emit, should_stop: Callable[[], bool] = lambda: False, artifact_dir: Path | None = None) -> Any:
+    """Execute any plan with its kind's runner: what the job queue's workers are handed."""
+    return kinds.run_plan(plan, emit, should_stop, artifact_dir)

@@ -383,7 +383,7 @@ def make_plan(source="digits", target="digits_m", epochs=10, per_class=None, ima
 
 
 def _run_command(args) -> int:
-    from ..__main__ import run_plan_here
+    from ..cli import run_plan_here
     plan = make_plan(args.source, args.target, args.epochs, args.per_class, args.image_size, args.batch_size,
                      args.lr, args.seed, args.device, backbone=args.backbone, head_at=args.head_at)
 
@@ -400,7 +400,7 @@ def _run_command(args) -> int:
     return run_plan_here(plan, summary)
 
 
-from . import register_command, Command  # noqa: E402
+from ..cli import Command, register_command  # noqa: E402
 register_command(Command("dann", "domain adaptation: source only vs DANN vs target labels, one JSON line",
                          _add_arguments, _run_command,
                          "Train the paper's small CNN three ways on a labelled source and an unlabelled target."))

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import Command, register_command
+from ..cli import Command, register_command
 
 
 def _export_arguments(parser: argparse.ArgumentParser) -> None:

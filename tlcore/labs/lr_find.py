@@ -33,7 +33,7 @@ from ..train.phases import Prepared, Source, build, forward_train, make_optimise
     started
 from ..train.scope import Failed, RunScope, check_stop
 from ..train.strategies import apply_cut, cut_schedule
-from . import Command, register_command
+from ..cli import Command, register_command
 
 START_LR, END_LR, NUM_IT = 1e-7, 10.0, 100
 BETA = 0.98          # the loss's moving average
@@ -215,7 +215,7 @@ def found(run) -> Found | None:
 
 # --- the command line ------------------------------------------------------------------------------
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    from ..__main__ import _plan_options
+    from ..cli import plan_options as _plan_options
     _plan_options(parser)
     parser.add_argument("--start-lr", type=float, default=START_LR, help=f"first rate (default {START_LR:g})")
     parser.add_argument("--end-lr", type=float, default=END_LR, help=f"last rate (default {END_LR:g})")
@@ -225,7 +225,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 def _command(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from ..__main__ import run_plan_here
+    from ..cli import run_plan_here
     from ..train.plan import Plan, default_image_size
     fields = {f.name for f in dataclasses.fields(Plan)}
     options = {k: v for k, v in vars(args).items() if k in fields}

@@ -28,7 +28,7 @@ from ..train import rng
 from ..train.events import LabResult, Metrics, Phase, RunStarted, Step, register_schema
 from ..train.schedules import multiplier
 from ..train.scope import Failed, RunScope, check_stop
-from . import Command, register_command
+from ..cli import Command, register_command
 from .multitask_net import TASKS, MultiTaskNet, multitask_loss, n_params, to_input
 
 KIND = "multitask"
@@ -366,7 +366,7 @@ def summary(run) -> dict[str, Any]:
 
 
 def _run_command(args: argparse.Namespace) -> int:
-    from ..__main__ import run_plan_here
+    from ..cli import run_plan_here
     return run_plan_here(plan_for(args), lambda run, notes: summary(run))
 
 

@@ -180,12 +180,12 @@ def summary(run, notes=None) -> dict:
 
 
 def _run_command(args) -> int:
-    from ..__main__ import run_plan_here
+    from ..cli import run_plan_here
     plan = make_plan(args.dataset, args.per_class, args.seeds, args.image_size, args.seed)
     return run_plan_here(plan, summary)
 
 
-from . import register_command, Command  # noqa: E402
+from ..cli import Command, register_command  # noqa: E402
 register_command(Command("negative-transfer", "negative transfer: each source against none, over seeds, one JSON line",
                          _add_arguments, _run_command,
                          "Fit the same target with and without each source (ImageNet, a misleading source, "

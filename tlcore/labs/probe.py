@@ -15,9 +15,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import PlanError
+from ..inspect.core import pool
 from ..kinds import Kind, register_kind
 from ..models.base import Network
 from ..train.events import LabResult, Metrics, Phase, register_schema
@@ -32,13 +32,6 @@ BASELINE_SCHEMA = register_schema("probe_baseline", {"pixel_svm": float, "second
 C_GRID = (0.01, 0.1, 1.0, 10.0)     # the probe's regularisation, picked per group by cross-validation
 CV_FOLDS = 3
 POOLED_VERSION = "pooled-v1"
-
-
-def pool(y: torch.Tensor) -> torch.Tensor:
-    """One vector per image: global average over the spatial axes of a feature map, flat vectors as they are."""
-    if y.ndim == 4:
-        return F.adaptive_avg_pool2d(y, 1).flatten(1)
-    return y.flatten(1)
 
 
 @contextmanager
@@ -186,7 +179,7 @@ def run(plan, emit, should_stop, artifact_dir):
 
 
 register_kind(Kind("probe", "Where to transfer (layer probe)", run, validate=_validate,
-                   results=(GROUP_SCHEMA, BASELINE_SCHEMA)))
+                   results=(BASELINE_SCHEMA, GROUP_SCHEMA)))
 
 
 # --- reading a probe run back ----------------------------------------------------------------------
@@ -214,7 +207,7 @@ def _add_arguments(p) -> None:
 
 
 def _cmd(args) -> int:
-    from ..__main__ import run_plan_here
+    from ..cli import run_plan_here
     from ..train.plan import Plan, default_image_size
     size = args.image_size if args.image_size is not None else default_image_size("auto")
     plan = Plan(kind="probe", dataset=args.dataset, dataset_path=args.dataset_path, model=args.model,
@@ -233,7 +226,7 @@ def summary(run) -> dict:
 
 
 def _register_command() -> None:
-    from . import Command, register_command
+    from ..cli import Command, register_command
     register_command(Command("probe", "linear probe on every layer group: where to cut the network",
                              _add_arguments, _cmd,
                              description="Fit the same linear probe on the pooled output of every layer group "
@@ -242,4 +235,3 @@ def _register_command() -> None:
 
 _register_command()
 
-from . import probe_finetune  # noqa: E402,F401  (its second kind: fine-tune from each cut)

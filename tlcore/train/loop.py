@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..kinds import Kind, register_kind
 from ..models.base import Network
 from . import rng, sklearn_heads
 from .events import Emit, Phase, Unfrozen
@@ -125,3 +126,10 @@ def _classical_epoch(p: Prepared, scope: RunScope, emit: Emit, pred: np.ndarray,
     stats = EpochStats(float("nan"), 1, n, seconds)
     emit(epoch_event(0, stats, ev, src, p, (), seconds + src.feature_seconds, True))
     scope.keep(pred=ev.pred, confidence=ev.confidence)
+
+
+def _run(plan: Plan, emit: Emit, should_stop: Callable[[], bool], artifact_dir: Path | None) -> Network | None:
+    return train(plan, emit, should_stop, artifact_dir)
+
+
+register_kind(Kind("train", "Training run", _run))

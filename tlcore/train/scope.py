@@ -18,7 +18,6 @@ from typing import Any, Callable
 import torch
 
 from ..errors import TLCoreError
-from ..memory import allocator_message, is_allocator_failure
 from .events import Emit, RunEnded
 
 
@@ -114,3 +113,33 @@ def save(artifact_dir: Path | None, plan, kept: Kept) -> None:
         (artifact_dir / "classes.json").write_text(json.dumps(list(kept.classes)))
     for name, value in kept.extra.items():
         torch.save(value, artifact_dir / name)
+
+
+# --- when an allocator fails (the one message a learner sees for it) -------------------------------------------------------------------
+_SIGNS = ("can't allocate memory", "out of memory", "cannot allocate memory", "alloc_failed")
+
+
+def is_allocator_failure(exc: BaseException) -> bool:
+    """Did a memory allocation fail (CPU, CUDA or MPS), as opposed to any other error?"""
+    if isinstance(exc, MemoryError):
+        return True
+    oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return True
+    return isinstance(exc, RuntimeError) and any(s in str(exc).lower() for s in _SIGNS)
+
+
+def _where(exc: BaseException) -> str:
+    text = str(exc)
+    oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    if (oom is not None and isinstance(exc, oom)) or "CUDA" in text or "CUBLAS" in text or "CUDNN" in text:
+        return "the GPU"
+    if "MPS" in text:
+        return "the Apple GPU"
+    return "the computer"
+
+
+def allocator_message(exc: BaseException) -> str:
+    """The one line a learner sees for any allocator failure."""
+    return (f"{_where(exc)} ran out of memory for this run: lower the batch size or the image size, or choose a "
+            "strategy that trains fewer layer groups (or wait until another run has finished)")
