@@ -8,6 +8,7 @@ from typing import Callable
 import pandas as pd
 
 from tlcore import artifacts, uploads
+from tlcore.kinds import KINDS
 from tlcore.artifacts import ImagesUnavailable, no_predictions_reason  # noqa: F401  (the page's names)
 from tlcore.metrics import Report
 from tlcore.runs import Run, RunStore
@@ -65,3 +66,32 @@ def selected_points(event) -> list[dict]:
         except (TypeError, KeyError):
             points = []
     return [dict(p) for p in points or []]
+
+
+# --- a lab's run: what its kind declares ----------------------------------------------------------
+def kind_title(run: Run) -> str:
+    kind = KINDS.get(run.plan.kind)
+    return kind.title if kind else run.plan.kind
+
+
+def result_tables(run: Run, summary_only: bool = False) -> list[tuple[str, pd.DataFrame]]:
+    """A lab run's result rows as tables, one per schema its kind declares (the summary first), so a
+    page can show any kind's results without knowing which lab made them."""
+    kind = KINDS.get(run.plan.kind)
+    schemas = list(kind.results) if kind else sorted({r.schema for r in run.results})
+    schemas = schemas[-1:] if summary_only else schemas[::-1]
+    tables = []
+    for schema in schemas:
+        rows = [r.values for r in run.results if r.schema == schema]
+        if rows:
+            tables.append((schema, pd.DataFrame(rows)))
+    return tables
+
+
+def compare_rows(runs: list[Run], names: dict[str, tuple[str, str]]) -> dict[str, pd.DataFrame]:
+    """For each lab kind among `runs`: its summary rows, one table across the runs (a "run" column first)."""
+    out: dict[str, list[pd.DataFrame]] = {}
+    for run in runs:
+        for _schema, table in result_tables(run, summary_only=True):
+            out.setdefault(kind_title(run), []).append(table.assign(run=names[run.id][0])[["run", *table.columns]])
+    return {title: pd.concat(parts, ignore_index=True) for title, parts in out.items()}

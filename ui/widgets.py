@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from tlcore import plots, progress as run_progress
@@ -12,7 +13,7 @@ from tlcore.train.events import Phase, RunEnded, Step
 from tlcore.train.plan import Plan
 from tlcore.train.strategies import cut_schedule
 
-from . import controls, data as ui_data, services, state
+from . import controls, data as ui_data, results as ui_results, services, state
 
 STRATEGY_LABELS = controls.STRATEGY_LABELS
 
@@ -324,3 +325,18 @@ def queue_button(label: str, plan, runs_key: str, **button_kw) -> str | None:
 def refresh_while_active(run_id: str | None) -> float | None:
     """`run_every` for a fragment that follows a run: once a second while it is queued or running."""
     return 1.0 if run_id and services.store().status(run_id) in ("queued", "running") else None
+
+
+def lab_results(run: Run) -> None:
+    """A lab run on a page made for training runs (Results): its kind's title, headline numbers and the
+    result tables its kind declares, with the page where the lab draws it properly."""
+    st.subheader(f"{ui_results.kind_title(run)}: {run_title(run)}")
+    st.caption("This run comes from a lab, which has no confusion matrix of its own: its results are below, "
+               "and its lab page draws them.")
+    numbers = {k: v for k, v in run.metrics.items() if isinstance(v, (int, float))}
+    if numbers:
+        st.dataframe(pd.DataFrame([numbers]).style.format(precision=3, thousands=","), hide_index=True,
+                     key=f"lab-metrics-{run.id}")
+    for schema, table in ui_results.result_tables(run):
+        st.markdown(f"**{schema.replace('_', ' ')}**")
+        st.dataframe(table.style.format(precision=3, thousands=","), hide_index=True, key=f"lab-{schema}-{run.id}")

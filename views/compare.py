@@ -2,7 +2,7 @@ import pandas as pd
 import streamlit as st
 
 from tlcore import plots
-from ui import data as ui_data, services, state, widgets
+from ui import data as ui_data, results as ui_results, services, state, widgets
 
 state.start_page()
 st.title("Compare runs")
@@ -45,12 +45,10 @@ if chosen:
     st.dataframe(pd.DataFrame(rows).drop(columns=["id"]).style.format(
         {"val_acc": "{:.3f}", "macro_f1": "{:.3f}", "seconds": "{:.1f}", "trainable_params": "{:,.0f}"}, na_rep="—"),
         hide_index=True)
-    # Multi-task runs: each task's accuracy, joint network against the single-task ones.
-    from tlcore.labs.multitask import per_task_rows
-    per_task = per_task_rows(loaded, names)
-    if per_task:
-        st.markdown("**Multi-task runs, per task** (joint network vs single-task networks)")
-        st.dataframe(pd.DataFrame(per_task).style.format(precision=3, thousands=","), hide_index=True)
+    # Lab runs: the summary rows their kind declares (arms, groups, sources), one table per kind.
+    for title, table in ui_results.compare_rows(loaded, names).items():
+        st.markdown(f"**{title}**")
+        st.dataframe(table.style.format(precision=3, thousands=","), hide_index=True, key=f"cmp-{title}")
     metric = st.radio("Bar chart of", ["val_acc", "macro_f1", "seconds", "trainable_params"], horizontal=True)
     st.plotly_chart(plots.compare_bars(rows, metric), key="cmp-bars")
 else:

@@ -15,7 +15,8 @@ recall cover for a terrible precision. The gap between the two bars below shows 
 class is.
 """)
 store = services.store()
-runs = [r for r in widgets.runs_mine_first() if r.val_acc is not None]
+# Every finished run: a training run's confusion matrix below, a lab's declared results (any kind).
+runs = [r for r in widgets.runs_mine_first() if r.val_acc is not None or (r.kind != "train" and r.status == "finished")]
 if not runs:
     st.info("No finished runs yet: start one on the Train page.")
     st.stop()
@@ -25,6 +26,9 @@ labels = {r.id: widgets.run_label(r) for r in runs}
 chosen = st.selectbox("Run", ids, index=ids.index(default) if default in ids else 0, format_func=labels.get)
 run = store.load(chosen, with_steps=False)
 last = run.last_epoch
+if last is None:   # a lab's run: no confusion matrix, but the results its kind declares
+    widgets.lab_results(run)
+    st.stop()
 classes = run.started.classes
 rep = report(last.confusion, classes)
 

@@ -1,0 +1,81 @@
+"""Every page of the app opens, with no exception, whatever kind of run is the newest finished one in
+the store: a classmate's probe, multi-task or cut-finetune run on a shared host is what a student
+sees first (the Results page assumed a training run and crashed on those)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from tlcore.kinds import KINDS
+from tlcore.labs import run_plan
+from tlcore.runs import RunStore
+from tlcore.train.plan import Plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# One small real run of every kind (digits at 32 px, a few images per class, one epoch or pass).
+SMALL = dict(dataset="digits", image_size=32, per_class=8, batch_size=16, seed=0)
+PLANS = {
+    "train": Plan(**SMALL, epochs=1),
+    "probe": Plan(**SMALL, kind="probe"),
+    "cut_finetune": Plan(**{**SMALL, "per_class": 4}, kind="cut_finetune", strategy="fine_tune_top",
+                         options={"epochs": 1}),
+    "lr_find": Plan(**SMALL, kind="lr_find", options={"num_it": 20}),
+    "similarity": Plan(**SMALL, kind="similarity"),
+    "multitask": Plan(kind="multitask", dataset="digit_pairs", epochs=1, options={"pairs": 200}),
+    "dann": Plan(dataset="digits", per_class=10, epochs=1, batch_size=32, kind="dann"),
+    "negative_transfer": Plan(dataset="digits", per_class=5, image_size=32, kind="negative_transfer",
+                              options={"seeds": 1}),
+}
+
+
+def _pages() -> list[str]:
+    """app.PAGES, read from app.py (the teacher's page is added when a key is set: it is set here)."""
+    import re
+    text = (ROOT / "app.py").read_text()
+    return re.findall(r'st\.Page\("views/(\w+)\.py"', text)
+
+
+def test_a_run_of_every_registered_kind_is_covered():
+    assert set(PLANS) == set(KINDS)
+
+
+@pytest.fixture(scope="module")
+def homes(tmp_path_factory) -> dict[str, Path]:
+    """A store per kind, holding one finished run of that kind (the caches are shared)."""
+    root = tmp_path_factory.mktemp("kinds")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TLCORE_CACHE_DIR", str(root / "cache"))
+        mp.setenv("TLCORE_DATA_DIR", str(root / "data"))
+        out = {}
+        for kind, plan in PLANS.items():
+            home = root / kind
+            mp.setenv("TLCORE_HOME", str(home))
+            store = RunStore()
+            run_id = store.create(plan, owner="classmate")
+            run_plan(plan, lambda e: store.append(run_id, e), artifact_dir=store.artifact_dir(run_id))
+            assert store.status(run_id) == "finished", (kind, store.load(run_id).message)
+            out[kind] = home
+    return out
+
+
+@pytest.mark.parametrize("kind", sorted(PLANS))
+def test_every_page_opens_when_the_newest_run_is_of_this_kind(kind, homes, monkeypatch):
+    monkeypatch.setenv("TLCORE_HOME", str(homes[kind]))
+    monkeypatch.setenv("TLCORE_CACHE_DIR", str(homes[kind].parent / "cache"))
+    monkeypatch.setenv("TLCORE_DATA_DIR", str(homes[kind].parent / "data"))
+    monkeypatch.setenv("TLCORE_TEACHER_KEY", "a-teacher-key-for-tests-0123456789")
+    failures = {}
+    for name in _pages() + ["teacher"]:
+        st.cache_resource.clear()
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.run()
+        at.switch_page(str(ROOT / "views" / f"{name}.py")).run()
+        if at.exception:
+            failures[name] = [e.value for e in at.exception]
+    st.cache_resource.clear()
+    assert not failures, failures
