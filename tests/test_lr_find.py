@@ -51,6 +51,46 @@ def test_the_valley_is_in_the_longest_descent_as_fastai_finds_it():
     assert lr_find._valley_index(losses) == (end - length) + int(third) + int(third / 2)
 
 
+def test_a_curve_that_never_falls_suggests_the_lowest_rate_of_the_window_not_the_highest():
+    lrs = np.array([lr_find.sweep_lr(i, 100) for i in range(100)])
+    rising = np.linspace(2.0, 3.0, 100)
+    s = lr_find.suggest(lrs, rising, 100)
+    # fastai's valley then picks the window's first point (it starts after the first tenth)
+    assert s["valley"] == (pytest.approx(lrs[10]), pytest.approx(rising[10]))
+    assert lr_find._valley_index(rising) == 0
+
+
+def test_the_window_is_trimmed_before_it_is_cut_at_the_first_non_finite_loss():
+    lrs = np.array([lr_find.sweep_lr(i, 100) for i in range(60)])
+    # A sweep that stopped on a blow-up: the loss falls to its lowest at index 54, then NaN at 59.
+    # Trimmed first (fastai), the window is [10, 55): its minimum is index 54. Dropping the NaN
+    # before trimming would take one point too many off the end and miss it.
+    loss = np.concatenate([np.linspace(2.5, 1.0, 55), [1.2, 1.5, 2.0, 3.0, np.nan]])
+    s = lr_find.suggest(lrs, loss, 100)
+    assert s["minimum"] == (pytest.approx(lrs[54] / 10), pytest.approx(1.0))
+
+
+def test_nothing_after_the_first_non_finite_loss_is_read():
+    lrs = np.array([lr_find.sweep_lr(i, 100) for i in range(100)])
+    loss = np.linspace(2.5, 1.5, 100)
+    loss[50] = np.inf
+    loss[51:] = 0.1            # past a blow-up the numbers are not this training's: they must not count
+    s = lr_find.suggest(lrs, loss, 100)
+    assert s["minimum"] == (pytest.approx(lrs[49] / 10), pytest.approx(loss[49]))
+    assert all(lr <= lrs[49] for lr, _ in s.values())
+
+
+def _assert_valley_in_the_descent(lrs, smoothed, valley: float, num_it: int) -> None:
+    """The valley is a rate of the curve where the smoothed loss has already fallen, left of the
+    lowest point: never the top of the window, where the loss blows up."""
+    lrs, smoothed = np.asarray(lrs), np.asarray(smoothed)
+    window = slice(num_it // 10, len(lrs) - 5)
+    at = int(np.argmin(np.abs(np.log(lrs / valley))))
+    assert lrs[at] == pytest.approx(valley)
+    assert lrs[window][0] <= valley < lrs[window][np.argmin(smoothed[window])]
+    assert smoothed[at] < smoothed[window][0]
+
+
 def _prepared(**changes):
     plan = Plan(**{**TINY, **changes})
     events = []
@@ -92,7 +132,9 @@ def test_an_lr_find_run_goes_through_the_store_with_a_valley_suggestion():
     rows = [e for e in events if isinstance(e, LabResult)]
     assert sum(r.schema == lr_find.POINT for r in rows) >= 10
     metrics = next(e for e in events if isinstance(e, Metrics)).values
-    assert 1e-7 <= metrics["lr_valley"] <= 10
+    points = sorted((r.values for r in rows if r.schema == lr_find.POINT), key=lambda v: v["step"])
+    _assert_valley_in_the_descent([v["lr"] for v in points], [v["smoothed"] for v in points],
+                                  metrics["lr_valley"], 40)
 
 
 def test_bad_options_and_heads_are_refused_clearly():
@@ -116,4 +158,5 @@ def test_the_cli_prints_one_json_line_with_the_suggestions_and_the_curve(capsys)
     assert d["suggestions"]["valley"] == d["suggested_lr"] > 0
     assert set(d["suggestions"]) == {"valley", "minimum", "steep"}
     assert len(d["curve"]["lr"]) == len(d["curve"]["loss"]) >= 10
+    _assert_valley_in_the_descent(d["curve"]["lr"], d["curve"]["loss"], d["suggested_lr"], 30)
     assert RunStore().load(d["run_id"]).plan.kind == "lr_find"

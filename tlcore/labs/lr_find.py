@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import PlanError
 from ..kinds import Kind, register_kind
@@ -29,8 +29,8 @@ from ..models.base import Network
 from ..train import rng
 from ..train.events import LabResult, Metrics, Phase, register_schema
 from ..train.features import default_cache
-from ..train.phases import Prepared, Source, build, forward_train, make_optimiser, param_counts, prepare, source_at, \
-    started
+from ..train.phases import Optimiser, Prepared, Source, build, make_optimiser, param_counts, prepare, source_at, \
+    started, train_step
 from ..train.scope import Failed, RunScope, check_stop
 from ..train.strategies import apply_cut, cut_schedule
 from ..cli import Command, register_command
@@ -61,7 +61,9 @@ def sweep_lr(step: int, num_it: int, start_lr: float = START_LR, end_lr: float =
 
 def _valley_index(losses: np.ndarray) -> int:
     """The longest strictly decreasing run of points (not necessarily adjacent), then a point
-    a half of the way into its middle third: fastai's `valley`."""
+    a half of the way into its middle third: fastai's `valley`. A curve that never falls has no
+    run longer than one point: the first point, as fastai picks it (the formula alone says -1,
+    which indexes the last, highest rate)."""
     n = len(losses)
     length = np.ones(n, dtype=int)
     best_end = 0
@@ -71,23 +73,31 @@ def _valley_index(losses: np.ndarray) -> int:
             length[i] = max(1, int(length[:i][lower].max()) + 1)
         if length[i] > length[best_end]:
             best_end = i
-    start = best_end - length[best_end]
+    start = best_end - length[best_end]   # fastai's, one before the run's first point
     third = (best_end - start) / 3
-    return int(start + int(third) + int(third / 2))
+    return max(0, int(start + int(third) + int(third / 2)))
+
+
+def _window(lrs: np.ndarray, losses: np.ndarray, num_it: int) -> tuple[np.ndarray, np.ndarray]:
+    """The part of the curve the suggestions read, as fastai takes it: trim first (the noisy first
+    tenth and the last five points say nothing), then cut at the first non-finite loss, since
+    nothing after a blow-up is a loss of the same training."""
+    lo, hi = num_it // 10, len(lrs) - 5
+    if hi - lo < 3:   # a sweep that stopped early: read all of it rather than nothing
+        lo, hi = 0, len(lrs)
+    lrs, losses = lrs[lo:hi], losses[lo:hi]
+    bad = np.flatnonzero(~np.isfinite(losses))
+    end = int(bad[0]) if len(bad) else len(losses)
+    return lrs[:end], losses[:end]
 
 
 def suggest(lrs: np.ndarray, smoothed: np.ndarray, num_it: int) -> dict[str, tuple[float, float]]:
     """The three suggestions from a curve, each (lr, loss at the point marked on the plot)."""
-    keep = np.isfinite(smoothed)
-    lrs, losses = np.asarray(lrs, float)[keep], np.asarray(smoothed, float)[keep]
-    lo, hi = num_it // 10, len(lrs) - 5   # the noisy start and the blown-up end say nothing
-    if hi - lo < 3:
-        lo, hi = 0, len(lrs)
-    lrs, losses = lrs[lo:hi], losses[lo:hi]
+    lrs, losses = _window(np.asarray(lrs, float), np.asarray(smoothed, float), num_it)
     if len(lrs) < 3:
         raise Failed("the sweep stopped after too few steps to suggest a learning rate: the loss blew up at "
                      "once; try a lower start_lr")
-    v = min(_valley_index(losses), len(lrs) - 1)
+    v = _valley_index(losses)
     m = int(np.argmin(losses))
     slopes = np.diff(losses) / np.diff(np.log(lrs))
     s = int(np.argmin(slopes))
@@ -95,58 +105,81 @@ def suggest(lrs: np.ndarray, smoothed: np.ndarray, num_it: int) -> dict[str, tup
             "steep": (float(lrs[s]), float(losses[s]))}
 
 
-def run_sweep(net: Network, src: Source, prepared: Prepared, emit: Callable, should_stop: Callable[[], bool],
-              *, start_lr: float = START_LR, end_lr: float = END_LR, num_it: int = NUM_IT) -> Sweep:
-    """The sweep itself on what `src` feeds the trainable part (groups[src.cut:] and the head)."""
-    plan, policy = prepared.plan, prepared.policy
+class _Curve:
+    """The sweep's record as it grows: raw losses, their bias-corrected moving average, and
+    fastai's stopping rule (a non-finite loss, or the smoothed loss past STOP_FACTOR x its minimum)."""
+
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+        self.losses: list[float] = []
+        self.smoothed: list[float] = []
+        self._avg, self._best, self.stopped = 0.0, math.inf, False
+
+    def add(self, lr: float, loss: float) -> bool:
+        """Record one step; False once the sweep should stop."""
+        self._avg = BETA * self._avg + (1 - BETA) * loss
+        smooth = self._avg / (1 - BETA ** (len(self.lrs) + 1))
+        self.lrs.append(lr)
+        self.losses.append(loss)
+        self.smoothed.append(smooth)
+        if math.isfinite(smooth):
+            self._best = min(self._best, smooth)
+        self.stopped = not math.isfinite(smooth) or smooth > STOP_FACTOR * self._best
+        return not self.stopped
+
+    def sweep(self, num_it: int) -> Sweep:
+        return Sweep(tuple(self.lrs), tuple(self.losses), tuple(self.smoothed), self.stopped,
+                     suggest(np.array(self.lrs), np.array(self.smoothed), num_it))
+
+
+def _batches(n: int, bs: int, gen: torch.Generator, device: torch.device) -> Iterator[torch.Tensor]:
+    """Index batches of a fresh shuffle each time the data runs out (the last partial batch dropped)."""
+    while True:
+        perm = torch.randperm(n, generator=gen).to(device)
+        for at in range(0, n - bs + 1, bs):
+            yield perm[at:at + bs]
+
+
+def set_head_rate(optim: Optimiser, lr: float) -> None:
+    """The head at `lr`, each layer group below at its discriminative share of it."""
+    for pg, s in zip(optim.opt.param_groups, optim.scales):
+        pg["lr"] = lr * s
+
+
+@contextmanager
+def _put_back(net: Network) -> Iterator[None]:
+    """Whatever happens inside, the weights, BatchNorm statistics, gradients and the global RNG
+    leave exactly as they came: bit for bit, nothing the sweep did stays."""
     saved = {k: v.detach().clone() for k, v in net.state_dict().items()}
     rng_state = torch.get_rng_state()
-    optim = make_optimiser(net, plan, policy)
-    y_all = prepared.data.train_y.to(policy.device)
-    n = len(y_all)
-    bs = min(plan.batch_size, n)
-    gen = rng.generator(plan.seed, rng.SHUFFLE)
-    lrs, losses, smoothed = [], [], []
-    avg, best, stopped = 0.0, math.inf, False
-    perm, at = torch.randperm(n, generator=gen).to(policy.device), 0
     try:
-        for i in range(num_it):
-            check_stop(should_stop)
-            if at + bs > n:
-                perm, at = torch.randperm(n, generator=gen).to(policy.device), 0
-            idx = perm[at:at + bs]
-            at += bs
-            lr = sweep_lr(i, num_it, start_lr, end_lr)
-            for pg, s in zip(optim.opt.param_groups, optim.scales):
-                pg["lr"] = lr * s
-            logits, aux = forward_train(net, src, idx, prepared, gen)
-            loss = F.cross_entropy(logits.float(), y_all[idx])
-            if aux is not None:
-                loss = loss + net.aux_weight * F.cross_entropy(aux.float(), y_all[idx])
-            optim.opt.zero_grad(set_to_none=True)
-            optim.scaler.scale(loss).backward()
-            optim.scaler.step(optim.opt)
-            optim.scaler.update()
-            value = float(loss.item())
-            avg = BETA * avg + (1 - BETA) * value
-            smooth = avg / (1 - BETA ** (i + 1))
-            lrs.append(lr)
-            losses.append(value)
-            smoothed.append(smooth)
-            emit(Phase("lr_find", i + 1, num_it))
-            if not math.isfinite(smooth):
-                stopped = True
-                break
-            best = min(best, smooth)
-            if smooth > STOP_FACTOR * best:
-                stopped = True
-                break
+        yield
     finally:
-        net.load_state_dict(saved)   # bit for bit: what the sweep did to the weights never stays
-        optim.opt.zero_grad(set_to_none=True)
+        net.load_state_dict(saved)
+        net.zero_grad(set_to_none=True)
         torch.set_rng_state(rng_state)
-    return Sweep(tuple(lrs), tuple(losses), tuple(smoothed), stopped,
-                 suggest(np.array(lrs), np.array(smoothed), num_it))
+
+
+def run_sweep(net: Network, src: Source, prepared: Prepared, emit: Callable, should_stop: Callable[[], bool],
+              *, start_lr: float = START_LR, end_lr: float = END_LR, num_it: int = NUM_IT) -> Sweep:
+    """The sweep on what `src` feeds the trainable part (groups[src.cut:] and the head): each step is
+    the training run's own `train_step`, at the sweep's rate."""
+    plan, policy = prepared.plan, prepared.policy
+    y = prepared.data.train_y.to(policy.device)
+    gen = rng.generator(plan.seed, rng.SHUFFLE)
+    batches = _batches(len(y), min(plan.batch_size, len(y)), gen, policy.device)
+    curve = _Curve()
+    with _put_back(net):
+        optim = make_optimiser(net, plan, policy)
+        for i, idx in zip(range(num_it), batches):
+            check_stop(should_stop)
+            lr = sweep_lr(i, num_it, start_lr, end_lr)
+            set_head_rate(optim, lr)
+            loss = train_step(net, src, idx, y[idx], optim, prepared, gen)
+            emit(Phase("lr_find", i + 1, num_it))
+            if not curve.add(lr, float(loss.item())):
+                break
+    return curve.sweep(num_it)
 
 
 def run(plan, emit, should_stop, artifact_dir):
