@@ -100,11 +100,11 @@ def _mislead(net, prepared, seed, should_stop, emit) -> None:
 
 
 def _scratch(plan, d, seed, device, emit, should_stop) -> float:
-    from .dann import _scores, small_cnn_arms, train_arm
+    from .dann_arms import scores, small_cnn_arms, train_arm
     p = plan.replace(seed=seed, epochs=SCRATCH_EPOCHS, lr=0.05, batch_size=32)
     arms = small_cnn_arms(d, d, 32, device)
     net = train_arm("target_only", p, arms, lambda e: None, should_stop)
-    return _scores(net, arms)[1]
+    return scores(net, arms)[1]
 
 
 def run(plan, emit, should_stop, artifact_dir):
