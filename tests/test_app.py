@@ -183,6 +183,22 @@ def test_the_share_link_carries_the_plan_and_lesson_but_never_who_you_are():
         assert any("not the address bar" in c.value for c in at.caption)
 
 
+def shown_texts(at: AppTest) -> list[str]:
+    """Every text field of every element on the page (ids left out): what a learner can read."""
+    def walk(node):
+        yield node
+        for child in getattr(node, "children", {}).values():
+            yield from walk(child)
+    return [v for n in walk(at._tree) if not getattr(n, "children", None) and n.proto is not None
+            for f, v in n.proto.ListFields() if isinstance(v, str) and f.name != "id"]
+
+
+def test_train_page_shows_no_stray_none():
+    """A bare expression in a page is written out by Streamlit's "magic": it once put "None" under Start/Stop."""
+    at = page("train")
+    assert not [t for t in shown_texts(at) if t.strip("`* \n") == "None"]   # magic writes it as `None`
+
+
 def test_train_page_forgets_a_run_that_does_not_exist():
     at = page("train", run="bogus")
     assert any("no longer exists" in i.value for i in at.info)

@@ -90,11 +90,12 @@ try:
     active = bool(run_id) and store.status(run_id) in ("queued", "running")
 except RunNotFound:
     active = False
-try:
-    store.check_owner(run_id, services.owner(), "stop") if active else None
-    yours = True
-except (NotOwner, RunNotFound):
-    yours = False
+yours = True   # nothing to stop is nobody else's; a bare expression here would be written out as "None"
+if active:
+    try:
+        store.check_owner(run_id, services.owner(), "stop")
+    except (NotOwner, RunNotFound):
+        yours = False
 if b2.button("Stop", disabled=not (active and yours),
              help=None if yours else "Only the browser that started this run can stop it."):
     try:
