@@ -4,7 +4,9 @@ from __future__ import annotations
 import pytest
 
 from tlcore import progress
-from tlcore.train.events import EpochEnded, RunEnded, RunStarted, Step
+from tlcore.kinds import KINDS
+from tlcore.labs import dann
+from tlcore.train.events import EpochEnded, LabResult, RunEnded, RunStarted, Step
 from tlcore.train.plan import Plan
 
 GROUPS = ("stem", "stage1", "stage2", "stage3")
@@ -89,6 +91,26 @@ def test_the_progress_line_says_how_a_run_ended():
     svm = Plan(strategy="pixel_svm", image_size=32)
     assert "SVM" in progress.ended_text(RunEnded("finished", seconds=3.0), 1, svm)
     assert "Fitting" not in progress.ended_text(RunEnded("finished", seconds=3.0), 1, svm)
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_every_kind_with_a_summary_says_what_one_of_its_rows_is(name):
+    kind = KINDS[name]
+    assert bool(kind.unit) == bool(kind.results), f"{name}: set Kind(unit=...) to what one summary row is"
+
+
+def test_a_lab_run_ends_counting_what_it_ran_not_epochs():
+    """Labs emit no EpochEnded: the line once said "Finished: 0 of 8 epochs" after every arm had trained."""
+    plan = Plan(kind="dann", dataset="digits", per_class=10, epochs=8)
+    arm = {"source_acc": 0.9, "target_acc": 0.5, "domain_acc": 0.5, "seconds": 1.0}
+    events = [LabResult(dann.FINAL, {"arm": a, **arm}) for a in ("source_only", "dann", "target_labels")]
+    events.insert(1, LabResult(dann.EPOCH, {"arm": "dann", "epoch": 0, "source_acc": 0.9, "target_acc": 0.5,
+                                            "domain_acc": 0.5, "lambda": 0.1}))
+    assert progress.done_so_far(plan, events) == (3, "arm")
+    assert progress.ended_text(RunEnded("finished", seconds=41.0), 3, plan, "arm") == "Finished: 3 arms in 41 s"
+    assert progress.ended_text(RunEnded("stopped", seconds=20.0), 1, plan, "arm") == "Stopped after 1 arm (20 s)"
+    train_plan = Plan(epochs=3, image_size=32)
+    assert progress.done_so_far(train_plan, [epoch_end(0), epoch_end(1)]) == (2, "")   # a training run: epochs
 
 
 def test_a_feature_extractor_epoch_shows_the_backbone_and_the_head_apart():

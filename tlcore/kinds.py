@@ -34,6 +34,9 @@ class Kind:
     # LabResult schemas it emits (tlcore.train.events); the last is its summary, one row per arm, group or
     # source: what the Results and Compare pages tabulate for any lab run.
     results: tuple[str, ...] = ()
+    # What one summary row is called ("arm", "cut", ...): a lab's progress line counts what it ran in these,
+    # since labs emit no EpochEnded. A kind without a summary (a training run) counts epochs.
+    unit: str = ""
 
 
 KINDS: dict[str, Kind] = {}

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Sequence
 
-from .train.events import EpochEnded, RunEnded, RunStarted, Step
+from .kinds import KINDS
+from .train.events import EpochEnded, Event, LabResult, RunEnded, RunStarted, Step
 from .train.plan import Plan
 from .train.strategies import cut_schedule, frozen_prefix_is_fixed
 
@@ -137,15 +138,29 @@ def left_text(seconds: float | None) -> str:
     return "estimating time left…" if seconds is None else f"about {duration(seconds)} left"
 
 
-def ended_text(ended: RunEnded, epochs_done: int, plan: Plan) -> str:
-    """The progress line once a run is over: what happened, not the last thing it was doing."""
+def done_so_far(plan: Plan, events: Sequence[Event]) -> tuple[int, str]:
+    """How much of a run is done and in what: a lab's summary rows, counted in its kind's unit (labs emit
+    no EpochEnded: counting epochs said "0 of 8 epochs" after every arm had trained), else epochs ("")."""
+    kind = KINDS.get(plan.kind)
+    if kind is not None and kind.unit and kind.results:
+        return sum(isinstance(e, LabResult) and e.schema == kind.results[-1] for e in events), kind.unit
+    return sum(isinstance(e, EpochEnded) for e in events), ""
+
+
+def ended_text(ended: RunEnded, done: int, plan: Plan, unit: str = "") -> str:
+    """The progress line once a run is over: what happened, not the last thing it was doing.
+
+    `done` counts epochs, or with a `unit` (see done_so_far) what a lab ran: "Finished: 3 arms in 41 s"."""
     took = duration(ended.seconds)
-    if not plan.uses_network:
+    if unit:
+        ran = f"{done} {unit}{'s' if done != 1 else ''}"
+    elif not plan.uses_network:
         return {"finished": f"Finished: the SVM was fitted in {took}", "stopped": f"Stopped after {took}",
                 "failed": "Failed"}[ended.status]
-    done = f"{epochs_done} of {plan.epochs} epoch{'s' if plan.epochs != 1 else ''}"
-    return {"finished": f"Finished: {done} in {took}", "stopped": f"Stopped after {done} ({took})",
-            "failed": f"Failed after {done}"}[ended.status]
+    else:
+        ran = f"{done} of {plan.epochs} epoch{'s' if plan.epochs != 1 else ''}"
+    return {"finished": f"Finished: {ran} in {took}", "stopped": f"Stopped after {ran} ({took})",
+            "failed": f"Failed after {ran}"}[ended.status]
 
 
 def speed_figures(e: EpochEnded) -> list[tuple[str, str]]:

@@ -167,9 +167,9 @@ def progress(run: Run) -> None:
     """Progress bar with speed and time left, the queue position while waiting, or how the run ended."""
     if run.ended is not None:
         if run.status != "failed":   # a failed run's banner says it all: no bar left behind it
-            done = len(run.epochs)
-            frac = 1.0 if run.status == "finished" else min(done / max(run.plan.epochs, 1), 1.0)
-            st.progress(frac, text=run_progress.ended_text(run.ended, done, run.plan))
+            done, unit = run_progress.done_so_far(run.plan, run.events)   # a lab's arms, groups...; else epochs
+            frac = 1.0 if run.status == "finished" else 0.0 if unit else min(done / max(run.plan.epochs, 1), 1.0)
+            st.progress(frac, text=run_progress.ended_text(run.ended, done, run.plan, unit))
         return
     if run.status == "queued":
         pos = services.runner().position(run.id)

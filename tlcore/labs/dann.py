@@ -194,7 +194,7 @@ def run(plan, emit, should_stop, artifact_dir):
         emit(Metrics({f"{arm}_{k}": v for arm, r in finals.items() for k, v in r.items()}))
 
 
-register_kind(Kind("dann", "Domain adaptation (DANN)", run, validate=validate, results=(EPOCH, FINAL)))
+register_kind(Kind("dann", "Domain adaptation (DANN)", run, validate=validate, results=(EPOCH, FINAL), unit="arm"))
 
 
 # --- the command line ---------------------------------------------------------------------------------------

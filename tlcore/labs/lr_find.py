@@ -223,7 +223,7 @@ def validate(plan) -> None:
         raise PlanError("options.num_it", "must be a whole number of steps from 10 to 1000")
 
 
-register_kind(Kind("lr_find", "Learning-rate finder", run, validate, results=(POINT, SUGGESTION)))
+register_kind(Kind("lr_find", "Learning-rate finder", run, validate, results=(POINT, SUGGESTION), unit="suggested rate"))
 
 
 # --- reading a finished sweep back -----------------------------------------------------------------

@@ -250,7 +250,7 @@ def run(plan, emit, should_stop, artifact_dir):
         emit(Metrics(metrics))
 
 
-register_kind(Kind(KIND, "Multi-task comparison", run, validate=validate, results=(EPOCH_SCHEMA, ARM_SCHEMA)))
+register_kind(Kind(KIND, "Multi-task comparison", run, validate=validate, results=(EPOCH_SCHEMA, ARM_SCHEMA), unit="arm"))
 
 
 # --- reading a finished run ------------------------------------------------------------------------

@@ -144,7 +144,7 @@ def run(plan, emit, should_stop, artifact_dir):
         emit(Metrics({f"{a}_acc": statistics.mean(v) for a, v in accs.items()}))
 
 
-register_kind(Kind("negative_transfer", "Negative transfer", run, validate=validate, results=(RUN, GAP)))
+register_kind(Kind("negative_transfer", "Negative transfer", run, validate=validate, results=(RUN, GAP), unit="source"))
 
 
 def make_plan(dataset="digits", per_class=20, seeds=3, image_size=32, seed=0):

@@ -178,7 +178,7 @@ def run(plan, emit, should_stop, artifact_dir):
         emit(Metrics({"val_acc": best[0], "pixel_svm": svm}))
 
 
-register_kind(Kind("probe", "Where to transfer (layer probe)", run, validate=_validate,
+register_kind(Kind("probe", "Where to transfer (layer probe)", run, validate=_validate, unit="layer group",
                    results=(BASELINE_SCHEMA, GROUP_SCHEMA)))
 
 

@@ -71,4 +71,4 @@ def run(plan, emit, should_stop, artifact_dir):
         emit(Metrics({"val_acc": best}))
 
 
-register_kind(Kind("cut_finetune", "Fine-tune from each cut", run, validate=_validate, results=(SCHEMA,)))
+register_kind(Kind("cut_finetune", "Fine-tune from each cut", run, validate=_validate, results=(SCHEMA,), unit="cut"))
