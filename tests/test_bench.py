@@ -5,9 +5,10 @@ import json
 
 import pytest
 
-from tlcore.bench import cases, reference
+from tlcore.bench import cases, harness, reference
 from tlcore.bench.__main__ import main
-from tlcore.bench.cases import attach_targets, synthetic_fashion
+from tlcore.bench.cases import attach_targets
+from tlcore.bench.harness import synthetic_fashion
 from tlcore.bench.report import Result, compare, json_lines, table
 from tlcore.data import DATASETS, load_dataset
 from tlcore.device import pick
@@ -50,23 +51,23 @@ def test_a_side_that_never_reaches_the_accuracy_goal_is_reported_not_reached():
 
 
 def test_the_data_root_is_an_option_not_a_path_inside_the_package(tmp_path, monkeypatch, shared_data):
-    monkeypatch.delenv(cases.DATA_ENV, raising=False)
-    assert cases.data_roots(None) == [cases.data_dir()]           # the engine's own data folder, nothing else
-    monkeypatch.setenv(cases.DATA_ENV, str(tmp_path))
-    assert cases.data_roots(None)[0] == tmp_path
-    assert cases.data_roots(shared_data)[0] == shared_data         # --data-root wins over the variable
-    ctx = cases.Context(pick("cpu"), tmp_path, {}, data_root=shared_data)
+    monkeypatch.delenv(harness.DATA_ENV, raising=False)
+    assert harness.data_roots(None) == [harness.data_dir()]           # the engine's own data folder, nothing else
+    monkeypatch.setenv(harness.DATA_ENV, str(tmp_path))
+    assert harness.data_roots(None)[0] == tmp_path
+    assert harness.data_roots(shared_data)[0] == shared_data         # --data-root wins over the variable
+    ctx = harness.Context(pick("cpu"), tmp_path, {}, data_root=shared_data)
     try:
-        _, data, source = cases.bench_dataset(ctx, 20, 10)
+        _, data, source = harness.bench_dataset(ctx, 20, 10)
         assert str(shared_data) in source and data.train_x.shape == (20, 3, 28, 28)
     finally:
-        cases.forget_datasets(ctx)
+        harness.forget_datasets(ctx)
 
 
 def test_without_fashion_mnist_the_bench_uses_synthetic_images_of_its_shape_and_says_so(tmp_path, monkeypatch):
-    monkeypatch.setattr(cases, "_fashion_mnist", lambda root=None: None)
-    ctx = cases.Context(pick("cpu"), tmp_path, {})
-    name, data, source = cases.bench_dataset(ctx, 30, 10)
+    monkeypatch.setattr(harness, "_fashion_mnist", lambda root=None: None)
+    ctx = harness.Context(pick("cpu"), tmp_path, {})
+    name, data, source = harness.bench_dataset(ctx, 30, 10)
     try:
         assert source.startswith("synthetic")
         assert data.train_x.shape == (30, 3, 28, 28) and data.val_x.shape == (10, 3, 28, 28)
@@ -74,7 +75,7 @@ def test_without_fashion_mnist_the_bench_uses_synthetic_images_of_its_shape_and_
         engine_view = load_dataset(name, image_size=64)            # the engine loads it like any dataset
         assert engine_view.train_x.shape[-1] == 28                    # kept at 28 px; upscaled per batch
     finally:
-        cases.forget_datasets(ctx)
+        harness.forget_datasets(ctx)
     assert name not in DATASETS
 
 
@@ -130,3 +131,14 @@ def test_compare_reports_better_as_above_one_for_times_and_rates():
 def test_unknown_case_numbers_are_refused():
     with pytest.raises(SystemExit):
         main(["--cases", "1,9"])
+
+
+def test_the_cases_run_in_order_and_the_probe_case_needs_no_imagenet_file():
+    assert list(cases.CASES) == sorted(cases.CASES) == [1, 2, 3, 4, 5, 6]
+    assert cases.models_used(cases.SIZES["quick"], [6]) == set()   # random weights: its cost is the same
+
+
+def test_the_reference_is_extrapolated_only_when_it_ran_fewer_epochs():
+    assert cases._extrapolation_notes(10, 5.0, 0.5, 10) == []
+    [note] = cases._extrapolation_notes(2, 3.0, 1.2, 10)
+    assert note.startswith("EXTRAPOLATED: the reference ran 2 of 10 epochs (3.0s)") and "at 1.2s each" in note

@@ -26,7 +26,7 @@ def _cases(text: str) -> list[int]:
     return picked
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tlcore.bench", description=(
         "The engine against a plain PyTorch reference loop, side by side in one process."))
     size = p.add_mutually_exclusive_group()
@@ -43,6 +43,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "$TLCORE_BENCH_DATA, then the engine's data folder, else synthetic images of its shape")
     p.add_argument("--json", type=Path, metavar="PATH", help="save the results (a list of dicts, one per line below)")
     p.add_argument("--compare", type=Path, metavar="PATH", help="print how each figure moved since a saved --json")
+    return p
+
+
+def _report(results: list, env: dict) -> list[str]:
+    """Print the header, the table and the details; return the JSON lines (printed last)."""
+    print(f"tlcore bench, {env['size']} sizes, {env['suite_s']:.0f}s: {env['device']} | CPU {env['cpu']} "
+          f"({env['cpu_count']} cores) | GPU {env['gpu'] or '-'} | torch {env['torch']} | torchvision "
+          f"{env['torchvision']} | python {env['python']} | CPU bf16 {env['cpu_bf16']} | load average "
+          f"{env['load_avg_1m']} at start, {env['load_avg_1m_end']} at end")
+    print(SPEEDUP)
+    print("reference = torchvision transforms (Resize, ToTensor, Normalize) per PIL image in a DataLoader, fp32, NCHW, "
+          "the whole network forwarded every step, the same optimiser (AdamW, constant rate)\n")
+    print(table(results))
+    print()
+    print(details_block(results))
+    print()
+    lines = json_lines(results, env)
+    print("\n".join(lines))
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = _parser()
     args = p.parse_args(argv)
     previous = None
     if args.compare is not None:
@@ -59,19 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env["suite_s"] = round(time.perf_counter() - t0, 1)
     env["load_avg_1m_end"] = environment(env["device"])["load_avg_1m"]
 
-    print(f"tlcore bench, {size} sizes, {env['suite_s']:.0f}s: {env['device']} | CPU {env['cpu']} ({env['cpu_count']} "
-          f"cores) | GPU {env['gpu'] or '-'} | torch {env['torch']} | torchvision {env['torchvision']} | "
-          f"python {env['python']} | CPU bf16 {env['cpu_bf16']} | load average {env['load_avg_1m']} at start, "
-          f"{env['load_avg_1m_end']} at end")
-    print(SPEEDUP)
-    print("reference = torchvision transforms (Resize, ToTensor, Normalize) per PIL image in a DataLoader, fp32, NCHW, "
-          "the whole network forwarded every step, the same optimiser (AdamW, constant rate)\n")
-    print(table(results))
-    print()
-    print(details_block(results))
-    print()
-    lines = json_lines(results, env)
-    print("\n".join(lines))
+    lines = _report(results, env)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([json.loads(line) for line in lines], indent=1) + "\n")

@@ -1,44 +1,34 @@
-"""The five cases, each measured beside the reference loop in the same process, and the sizes they run at."""
+"""The six cases, each measured beside the reference loop in the same process, and the sizes they run at."""
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
-import math
 import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Callable, Literal
 
+import numpy as np
 import torch
 
-from ..data import DATASETS, ImageSplits, load_dataset
-from ..data.base import DatasetSpec
-from ..data.images import shrink
-from ..data.registry import register
-from ..data.splits import subsample
 from ..device import DevicePolicy, pick
-from ..errors import TLCoreError
-from ..models import MODELS, build_network, weights_status
-from ..paths import data_dir
-from ..train.events import EpochEnded, Event, Phase, RunEnded, RunStarted
+from ..labs.probe import fit_probe, pooled_features
+from ..models import MODELS, build_network
+from ..train.events import EpochEnded, Phase, RunStarted
 from ..train.features import FeatureCache, FrozenPrefix, compute_prefix, prefix_mode
-from ..train.loop import train
 from ..train.pipeline import Preprocess
 from ..train.plan import Plan
 from . import reference
+from .harness import (Context, bench_dataset, dir_bytes, flag_noise, forget_datasets, isolated_dirs, mb,
+                      memory_details, run_ours, stand_in_weights)
 from .report import Measure, Result, Target
 
 # Where `python -m tlcore` resolves for the CLI case: the folder that holds the package.
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-# A folder with Fashion-MNIST in torchvision's layout (FashionMNIST/raw/...), for when it is not in
-# the engine's data folder (TLCORE_DATA_DIR); --data-root overrides it. benchmarks/ says where it is here.
-DATA_ENV = "TLCORE_BENCH_DATA"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,191 +144,11 @@ def attach_targets(r: Result, device_type: str) -> None:
         r.targets.append(Target(g.label, r.ours if g.field == "ours" else r.speedup, g.op, g.threshold))
 
 
-# ---------------------------------------------------------------------------------------------
-#                                            Setup
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class Context:
-    policy: DevicePolicy
-    tmp: Path                                  # scratch: cold feature caches, stand-in weights, the CLI's homes
-    weights: dict[str, str]                    # model -> "ImageNet" or why not
-    log: Callable[[str], None] = lambda line: None
-    datasets: list[str] = field(default_factory=list)   # registered for this suite only; see forget_datasets
-    data_root: Path | None = None              # looked in for Fashion-MNIST before the engine's data folder
-
-
-@contextlib.contextmanager
-def stand_in_weights(models: set[str], root: Path) -> Iterator[dict[str, str]]:
-    """Random-init files in place of ImageNet weights that are not cached, so throughput cases run
-    offline: the compute is the same. Accuracy figures from such a model mean nothing and say so."""
-    missing = sorted(m for m in models if weights_status(m) == "needs download")
-    labels = {m: "random init (ImageNet file not cached; same compute)" if m in missing else "ImageNet"
-              for m in models}
-    if not missing:
-        yield labels
-        return
-    old = torch.hub.get_dir()
-    ckpt = root / "hub" / "checkpoints"
-    ckpt.mkdir(parents=True, exist_ok=True)
-    for f in (Path(old) / "checkpoints").glob("*"):
-        (ckpt / f.name).symlink_to(f)
-    for m in missing:
-        torch.manual_seed(0)
-        torch.save(MODELS[m].build().state_dict(), ckpt / os.path.basename(MODELS[m].weights.url))
-    torch.hub.set_dir(str(root / "hub"))
-    try:
-        yield labels
-    finally:
-        torch.hub.set_dir(old)
-
-
-@contextlib.contextmanager
-def isolated_dirs(root: Path) -> Iterator[None]:
-    """Decoded-data caches and run stores go to scratch: a benchmark neither reads nor leaves state."""
-    saved = {k: os.environ.get(k) for k in ("TLCORE_CACHE_DIR", "TLCORE_HOME")}
-    os.environ["TLCORE_CACHE_DIR"], os.environ["TLCORE_HOME"] = str(root / "cache"), str(root / "home")
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-# ---------------------------------------------------------------------------------------------
-#                                            Data
-# ---------------------------------------------------------------------------------------------
-def data_roots(data_root: Path | None) -> list[Path]:
-    """Where the bench looks for Fashion-MNIST, in order: --data-root, $TLCORE_BENCH_DATA, the engine's data folder."""
-    env = os.environ.get(DATA_ENV)
-    roots = [Path(data_root)] if data_root is not None else [Path(env)] if env else []
-    return roots + [data_dir()]
-
-
-def _fashion_mnist(data_root: Path | None = None) -> tuple[ImageSplits, str] | None:
-    for root in data_roots(data_root):
-        try:
-            return load_dataset("fashion_mnist", image_size=28, root=root, download=False), f"Fashion-MNIST ({root})"
-        except TLCoreError:
-            continue
-    return None
-
-
-def synthetic_fashion(n_train: int, n_val: int, seed: int = 0) -> ImageSplits:
-    """Fashion-MNIST's shape (28 px grey, 10 classes) when it is absent: a smooth random template
-    per class under noise, so a probe on CNN features learns it but not instantly."""
-    g = torch.Generator().manual_seed(seed)
-    templates = torch.nn.functional.interpolate(torch.rand(10, 1, 7, 7, generator=g), size=28, mode="bilinear")
-
-    def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        y = torch.arange(n) % 10
-        x = 0.6 * templates[y] + 0.4 * torch.rand(n, 1, 28, 28, generator=g)
-        return (x * 255).round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous(), y
-
-    (tx, ty), (vx, vy) = make(n_train), make(n_val)
-    return ImageSplits(tx, ty, vx, vy, tuple(f"class {i}" for i in range(10)), "synthetic")
-
-
-def _stratified(y: torch.Tensor, n: int) -> torch.Tensor:
-    keep = subsample(y, 10, max(2, math.ceil(n / 10)), 1.0, seed=0)
-    return keep[torch.randperm(len(keep), generator=torch.Generator().manual_seed(0))[:n]].sort().values
-
-
-def bench_dataset(ctx: Context, n_train: int, n_val: int) -> tuple[str, ImageSplits, str]:
-    """A balanced Fashion-MNIST subset registered as a dataset, so the engine loads it like any other.
-
-    Returns (registry name, the splits, where they came from)."""
-    name = f"bench_fmnist_{n_train}_{n_val}"
-    if name in DATASETS:
-        data = DATASETS[name].load(None, 28, 0, 0.0)
-        return name, data, data.name
-    full = _fashion_mnist(ctx.data_root)
-    if full is None:
-        source = "synthetic (Fashion-MNIST not found)"
-        data = dataclasses.replace(synthetic_fashion(n_train, n_val), name=source)
-    else:
-        f, source = full
-        tr, va = _stratified(f.train_y, n_train), _stratified(f.val_y, n_val)
-        data = ImageSplits(f.train_x[tr], f.train_y[tr], f.val_x[va], f.val_y[va], f.classes, source)
-
-    def load(root: object, image_size: int, seed: int, val_fraction: float) -> ImageSplits:
-        if image_size >= data.image_size:
-            return data
-        return ImageSplits(shrink(data.train_x, image_size), data.train_y, shrink(data.val_x, image_size),
-                           data.val_y, data.classes, data.name)
-
-    register(DatasetSpec(name, f"Bench subset {n_train}/{n_val}", source, "bundled", "as the source",
-                         data.classes, 28, "", load=load, available_offline=lambda root: True))
-    ctx.datasets.append(name)
-    return name, data, source
-
-
-def forget_datasets(ctx: Context) -> None:
-    """Take the suite's subsets out of the registry again: the dataset list people see stays the product's."""
-    for name in ctx.datasets:
-        DATASETS.pop(name, None)
-    ctx.datasets.clear()
-
-
-# ---------------------------------------------------------------------------------------------
-#                                     Running the engine
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class Timeline:
-    """Engine events, each stamped with seconds since the run started."""
-    t0: float = field(default_factory=time.perf_counter)
-    events: list[tuple[float, Event]] = field(default_factory=list)
-
-    def __call__(self, event: Event) -> None:
-        self.events.append((time.perf_counter() - self.t0, event))
-
-    def of(self, kind: type) -> list[tuple[float, Event]]:
-        return [(t, e) for t, e in self.events if isinstance(e, kind)]
-
-
-def run_ours(plan: Plan, ctx: Context, cache: FeatureCache | None = None) -> tuple[Timeline, Measure]:
-    cache = cache or FeatureCache(Path(tempfile.mkdtemp(dir=ctx.tmp, prefix="features-")), 2**40)
-    with Measure(ctx.policy.device) as m:
-        tl = Timeline()
-        train(plan, tl, feature_cache=cache)
-    ended = tl.of(RunEnded)[-1][1]
-    if ended.status != "finished":
-        raise RuntimeError(f"the engine run {plan.model}/{plan.strategy} {ended.status}: {ended.message}")
-    return tl, m
-
-
 def _plan(dataset: str, model: str, strategy: str, s: Sizes, **kw: object) -> Plan:
     # A constant rate on both sides: the reference has no schedule to match.
     base = dict(dataset=dataset, model=model, strategy=strategy, batch_size=s.batch, lr=s.lr,
                 weight_decay=s.weight_decay, schedule="constant", seed=0)
     return Plan(**{**base, **kw})
-
-
-def _memory(ours: Measure, ref: Measure) -> dict[str, float | None]:
-    return {"ours_peak_mb": ours.peak_mb, "ours_added_mb": ours.added_mb,
-            "ref_peak_mb": ref.peak_mb, "ref_added_mb": ref.added_mb,
-            "ours_cpu_wait": ours.cpu_wait, "ref_cpu_wait": ref.cpu_wait}
-
-
-NOISY_WAIT = 0.2   # threads waiting for a CPU, on average; above this a neighbour disturbed the figure
-
-
-def flag_noise(r: Result) -> None:
-    waits = {side: r.details.get(f"{side}_cpu_wait") for side in ("ours", "ref")}
-    busy = {side: w for side, w in waits.items() if w is not None and w > NOISY_WAIT}
-    if busy:
-        r.notes.append("NOISY: another process held the CPU; threads waited on average "
-                       + ", ".join(f"{w:.2f} ({side})" for side, w in busy.items()))
-
-
-def _dir_bytes(root: Path) -> int:
-    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
-
-
-def _mb(n: float) -> float:
-    return n / 2**20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,43 +164,28 @@ def case_feature_extractor(s: Sizes, ctx: Context) -> list[Result]:
         cache_root = ctx.tmp / f"case1-{model}"
         cache = FeatureCache(cache_root, 2**40)
         plan = _plan(name, model, "feature_extractor", s, epochs=s.c1_epochs, image_size=s.c1_px)
-        tl, m = run_ours(plan, ctx, cache)
-        warm_tl, warm = run_ours(plan, ctx, cache)
-        epochs = [e for _, e in tl.of(EpochEnded)]
-        feat_end = [t for t, e in tl.of(Phase) if e.name == "features"][-1]
-        t_feat = feat_end - tl.of(RunStarted)[0][0]
+        tl, m, warm, feat_end, t_feat = _ours_cold_then_warm(plan, ctx, cache)
 
         ctx.log(f"  {model}: reference, {s.c1_ref_epochs} epochs")
-        with Measure(dev) as rm:
-            ref = reference.fit(model, data, size=s.c1_px, top_groups=[0] * s.c1_ref_epochs, batch_size=s.batch,
-                                lr=s.lr, weight_decay=s.weight_decay, factor=2.6, device=dev, workers=s.ref_workers)
-        # The first epoch carries one-off costs (oneDNN/cuDNN kernel selection), so later epochs are
-        # extrapolated from the steady ones when there are any.
-        steady = ref[1:] or ref
-        per_epoch = sum(e.seconds for e in steady) / len(steady)
-        ref_total = ref[-1].elapsed + (s.c1_epochs - len(ref)) * per_epoch
+        ref, rm, per_epoch, ref_total = _reference_head_training(model, data, s, dev)
 
         common = {"model": model, "weights": ctx.weights[model], "px": s.c1_px, "train_images": s.c1_train,
                   "val_images": s.c1_val, "data": source}
         # The mode the engine's prefix aims for on these images (calibration may still refuse int8).
         planned = prefix_mode(build_network(model, 10, pretrained=False), len(MODELS[model].groups), ctx.policy,
                               s.c1_train, s.c1_px)
-        notes = []
-        if len(ref) < s.c1_epochs:
-            notes.append(f"EXTRAPOLATED: the reference ran {len(ref)} of {s.c1_epochs} epochs "
-                         f"({ref[-1].elapsed:.1f}s); the other {s.c1_epochs - len(ref)} are added at "
-                         f"{per_epoch:.1f}s each (its {'later' if len(ref) > 1 else 'only'} epochs' mean)")
+        notes = _extrapolation_notes(len(ref), ref[-1].elapsed, per_epoch, s.c1_epochs)
         out.append(Result(1, f"{model} {s.c1_epochs} epochs", f"s, {s.c1_epochs} epochs", m.seconds, ref_total,
                           details={**common,
                                    "ours_feature_img_per_s": n_img / max(t_feat, 1e-9),
                                    "ref_img_per_s": n_img / per_epoch,
                                    "ours_head_s": tl.of(EpochEnded)[-1][0] - feat_end,   # training on the cache
                                    "ours_warm_cache_s": warm.seconds,
-                                   "ours_val_acc": epochs[-1].val_acc, "ref_val_acc": ref[-1].val_acc,
-                                   "ours_prefix_mode": planned, **_memory(m, rm),
-                                   "dataset_mb": _mb(data.train_x.nbytes + data.val_x.nbytes),
-                                   "dataset_mb_if_fp32_at_px": _mb(n_img * 3 * s.c1_px ** 2 * 4),
-                                   "feature_cache_mb": _mb(_dir_bytes(cache_root))},
+                                   "ours_val_acc": tl.of(EpochEnded)[-1][1].val_acc, "ref_val_acc": ref[-1].val_acc,
+                                   "ours_prefix_mode": planned, **memory_details(m, rm),
+                                   "dataset_mb": mb(data.train_x.nbytes + data.val_x.nbytes),
+                                   "dataset_mb_if_fp32_at_px": mb(n_img * 3 * s.c1_px ** 2 * 4),
+                                   "feature_cache_mb": mb(dir_bytes(cache_root))},
                           notes=notes))
         if ctx.weights[model] != "ImageNet":
             out[-1].notes.append("random weights: no time-to-accuracy row")
@@ -398,6 +193,34 @@ def case_feature_extractor(s: Sizes, ctx: Context) -> list[Result]:
         out.append(accuracy_row(model, s.c1_acc, [(t, e.val_acc) for t, e in tl.of(EpochEnded)],
                                 [(e.elapsed, e.val_acc) for e in ref], common))
     return out
+
+
+def _ours_cold_then_warm(plan: Plan, ctx: Context, cache: FeatureCache):
+    """The engine from a cold feature cache, then from the warm one: (the cold run's timeline and Measure,
+    the warm run's Measure, when the cold run's feature pass ended and how long it took, in seconds)."""
+    tl, m = run_ours(plan, ctx, cache)
+    _, warm = run_ours(plan, ctx, cache)
+    feat_end = [t for t, e in tl.of(Phase) if e.name == "features"][-1]
+    return tl, m, warm, feat_end, feat_end - tl.of(RunStarted)[0][0]
+
+
+def _reference_head_training(model: str, data, s: Sizes, dev: torch.device) -> tuple[list, Measure, float, float]:
+    """The reference's head training, c1_ref_epochs of it, stretched to c1_epochs: (its epochs, its
+    Measure, seconds per epoch, total seconds). The first epoch carries one-off costs (oneDNN/cuDNN
+    kernel selection), so later epochs are extrapolated from the steady ones when there are any."""
+    with Measure(dev) as rm:
+        ref = reference.fit(model, data, size=s.c1_px, top_groups=[0] * s.c1_ref_epochs, batch_size=s.batch,
+                            lr=s.lr, weight_decay=s.weight_decay, factor=2.6, device=dev, workers=s.ref_workers)
+    steady = ref[1:] or ref
+    per_epoch = sum(e.seconds for e in steady) / len(steady)
+    return ref, rm, per_epoch, ref[-1].elapsed + (s.c1_epochs - len(ref)) * per_epoch
+
+
+def _extrapolation_notes(ran: int, elapsed: float, per_epoch: float, epochs: int) -> list[str]:
+    if ran >= epochs:
+        return []
+    return [f"EXTRAPOLATED: the reference ran {ran} of {epochs} epochs ({elapsed:.1f}s); the other {epochs - ran} "
+            f"are added at {per_epoch:.1f}s each (its {'later' if ran > 1 else 'only'} epochs' mean)"]
 
 
 def accuracy_row(model: str, goal: float, ours: list[tuple[float, float]], ref: list[tuple[float, float]],
@@ -442,7 +265,7 @@ def case_fine_tune_all(s: Sizes, ctx: Context) -> list[Result]:
             del net
         out.append(Result(2, model, f"train img/s at {s.c2_px}px", measured.images_per_s, timed.images_per_s, rate=True,
                           details={"model": model, "weights": ctx.weights[model], "px": s.c2_px, "batch": s.c2_batch,
-                                   "steps": s.c2_steps, **_memory(m, rm),
+                                   "steps": s.c2_steps, **memory_details(m, rm),
                                    "data": source}))
     return out
 
@@ -463,7 +286,7 @@ def case_gradual_unfreeze(s: Sizes, ctx: Context) -> list[Result]:
     return [Result(3, model, f"s, {n + 1} epochs", m.seconds, ref[-1].elapsed,
                    details={"model": model, "weights": ctx.weights[model], "px": s.c3_px, "train_images": s.c3_train,
                             "val_images": s.c3_val, "ours_val_acc": tl.of(EpochEnded)[-1][1].val_acc,
-                            "ref_val_acc": ref[-1].val_acc, **_memory(m, rm),
+                            "ref_val_acc": ref[-1].val_acc, **memory_details(m, rm),
                             "data": source})]
 
 
@@ -501,7 +324,7 @@ def case_inference(s: Sizes, ctx: Context) -> list[Result]:
             del net
         out.append(Result(4, model, f"img/s at {s.c4_px}px", ours.images_per_s, ref.images_per_s, rate=True,
                           details={"model": model, "weights": ctx.weights[model], "px": s.c4_px, "batch": s.c4_batch,
-                                   **_memory(m, rm), "policy": _policy(policy, prefix),
+                                   **memory_details(m, rm), "policy": _policy(policy, prefix),
                                    "setup_s": setup.seconds, "int8_calibration_s": prefix.int8_seconds,
                                    "int8_rel_error": prefix.int8_error, "data": source}))
     return out
@@ -560,6 +383,71 @@ def case_cold_start(s: Sizes, ctx: Context) -> list[Result]:
 
 
 # ---------------------------------------------------------------------------------------------
+#                        Case 6: the layer probe's single pass (issue 12)
+# ---------------------------------------------------------------------------------------------
+PROBE_SIZES = {"tiny": (64, 32), "quick": (512, 96), "full": (5000, 224)}   # images, px
+
+
+def case_probe_pass(s: Sizes, ctx: Context) -> list[Result]:
+    """The probe's pooled features of every layer group from one hooked pass, timed against one plain
+    feature pass over the same images (the cost floor) and against the naive loop that runs groups[:k]
+    again for every group k. Random weights: the cost does not depend on their values."""
+    n, px = PROBE_SIZES.get(s.name, PROBE_SIZES["quick"])
+    model = "efficientnet_lite0"
+    net, images, prep = _random_probe_inputs(model, n, px, ctx.policy)
+    batch = 256 if ctx.policy.is_cuda else 64
+
+    @torch.no_grad()
+    def plain() -> None:
+        for i in range(0, n, batch):
+            net.features(prep(images[i:i + batch])).cpu()
+
+    t_plain, _ = _timed(plain, ctx.policy)
+    t_probe, feats = _timed(lambda: pooled_features(net, images, prep, batch), ctx.policy)
+    t_naive, _ = _timed(lambda: pooled_features(net, images, prep, batch, naive=True), ctx.policy)
+    details = {"model": model, "px": px, "images": n, "batch": batch, "groups": len(feats),
+               "plain_pass_s": t_plain, "probe_pass_s": t_probe, "naive_loop_s": t_naive,
+               "probe_over_plain": t_probe / t_plain, "naive_over_probe": t_naive / t_probe,
+               "probe_fits_s": _probe_fits_seconds(feats, n)}
+    note = ["features of every group from one hooked forward pass; the fits (logistic regression, C by 3-fold "
+            "CV) are in details.probe_fits_s"]
+    return [Result(6, f"{model} vs one feature pass", "s", t_probe, t_plain, details=details, notes=note),
+            Result(6, f"{model} vs naive per-group loop", "s", t_probe, t_naive, details=details, notes=note)]
+
+
+def _random_probe_inputs(model: str, n: int, px: int, policy: DevicePolicy):
+    """The network with seeded random weights, n random 28 px images, and its preprocessing at px."""
+    spec = MODELS[model]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = build_network(model, 10, pretrained=False).to(policy.device).eval()
+        images = torch.randint(0, 256, (n, 3, 28, 28), dtype=torch.uint8)
+    return net, images, Preprocess(px, spec.mean, spec.std, policy)
+
+
+def _timed(fn: Callable[[], object], policy: DevicePolicy) -> tuple[float, object]:
+    """(seconds, result) of fn's second call: the first warms kernels and the allocator."""
+    def sync() -> None:
+        if policy.is_cuda:
+            torch.cuda.synchronize()
+    fn()
+    sync()
+    t = time.perf_counter()
+    out = fn()
+    sync()
+    return time.perf_counter() - t, out
+
+
+def _probe_fits_seconds(feats: list[torch.Tensor], n: int) -> float:
+    """Seconds to fit the probe's classifier on every group's features (half the images train it)."""
+    y = np.arange(n) % 10
+    t = time.perf_counter()
+    for f in feats:
+        fit_probe(f.numpy()[: n // 2], y[: n // 2], f.numpy()[n // 2:], y[n // 2:])
+    return time.perf_counter() - t
+
+
+# ---------------------------------------------------------------------------------------------
 #                                          The suite
 # ---------------------------------------------------------------------------------------------
 CASES: dict[int, tuple[str, Callable[[Sizes, Context], list[Result]]]] = {
@@ -568,11 +456,13 @@ CASES: dict[int, tuple[str, Callable[[Sizes, Context], list[Result]]]] = {
     3: ("gradual_unfreeze over every group", case_gradual_unfreeze),
     4: ("frozen-backbone inference throughput", case_inference),
     5: ("offline default from a cold start (CLI, CPU)", case_cold_start),
+    6: ("layer probe: one pass vs a feature pass and a per-group loop", case_probe_pass),
 }
 
 
 def models_used(s: Sizes, cases: list[int]) -> set[str]:
-    per_case = {1: s.c1_models, 2: s.c2_models, 3: (s.c3_model,), 4: s.c4_models, 5: ("efficientnet_lite0",)}
+    """Models whose ImageNet weights the chosen cases load (case 6 builds random weights only)."""
+    per_case = {1: s.c1_models, 2: s.c2_models, 3: (s.c3_model,), 4: s.c4_models, 5: ("efficientnet_lite0",), 6: ()}
     return {m for c in cases for m in per_case[c]}
 
 
@@ -603,74 +493,3 @@ def run_suite(s: Sizes, cases: list[int], log: Callable[[str], None] = lambda li
         attach_targets(r, policy.device.type)
         flag_noise(r)
     return results
-
-
-# ---------------------------------------------------------------------------------------------
-#                 Case 6: the layer probe's single pass (issue 12), appended here
-# ---------------------------------------------------------------------------------------------
-PROBE_SIZES = {"tiny": (64, 32), "quick": (512, 96), "full": (5000, 224)}   # images, px
-
-
-def case_probe_pass(s: Sizes, ctx: Context) -> list[Result]:
-    """The probe's pooled features of every layer group from one hooked pass, timed against one plain
-    feature pass over the same images (the cost floor) and against the naive loop that runs groups[:k]
-    again for every group k. Random weights: the cost does not depend on their values."""
-    import numpy as np
-
-    from ..labs.probe import fit_probe, pooled_features
-    from ..models import MODELS, build_network
-    from ..train.pipeline import Preprocess
-
-    n, px = PROBE_SIZES.get(s.name, PROBE_SIZES["quick"])
-    model = "efficientnet_lite0"
-    spec = MODELS[model]
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        net = build_network(model, 10, pretrained=False).to(ctx.policy.device).eval()
-        images = torch.randint(0, 256, (n, 3, 28, 28), dtype=torch.uint8)
-    prep = Preprocess(px, spec.mean, spec.std, ctx.policy)
-    batch = 256 if ctx.policy.is_cuda else 64
-
-    def sync() -> None:
-        if ctx.policy.is_cuda:
-            torch.cuda.synchronize()
-
-    @torch.no_grad()
-    def plain() -> None:
-        for i in range(0, n, batch):
-            net.features(prep(images[i:i + batch])).cpu()
-
-    def timed(fn) -> float:
-        fn()   # warm-up (kernels, allocator)
-        sync()
-        t = time.perf_counter()
-        out = fn()
-        sync()
-        timed.out = out
-        return time.perf_counter() - t
-
-    t_plain = timed(plain)
-    t_probe = timed(lambda: pooled_features(net, images, prep, batch))
-    feats = timed.out
-    t_naive = timed(lambda: pooled_features(net, images, prep, batch, naive=True))
-    y = np.arange(n) % 10
-    t = time.perf_counter()
-    for f in feats:
-        fit_probe(f.numpy()[: n // 2], y[: n // 2], f.numpy()[n // 2:], y[n // 2:])
-    t_fit = time.perf_counter() - t
-    details = {"model": model, "px": px, "images": n, "batch": batch, "groups": len(feats),
-               "plain_pass_s": t_plain, "probe_pass_s": t_probe, "naive_loop_s": t_naive,
-               "probe_over_plain": t_probe / t_plain, "naive_over_probe": t_naive / t_probe,
-               "probe_fits_s": t_fit}
-    note = ["features of every group from one hooked forward pass; the fits (logistic regression, C by 3-fold "
-            "CV) are in details.probe_fits_s"]
-    return [Result(6, f"{model} vs one feature pass", "s", t_probe, t_plain, details=details, notes=note),
-            Result(6, f"{model} vs naive per-group loop", "s", t_probe, t_naive, details=details, notes=note)]
-
-
-CASES[6] = ("layer probe: one pass vs a feature pass and a per-group loop", case_probe_pass)
-_models_used_before_probe = models_used
-
-
-def models_used(s: Sizes, cases: list[int]) -> set[str]:  # noqa: F811 - case 6 builds random weights only
-    return _models_used_before_probe(s, [c for c in cases if c != 6])
