@@ -90,3 +90,40 @@ def test_the_whole_comparison_runs_and_its_gaps_are_wang_et_als_definition(tmp_p
     # the sweep's ImageNet arm at the run's own per-class count is the comparison's ImageNet arm
     assert {(v["seed"], v["imagenet_acc"]) for v in sweep} == {(s, acc["imagenet", s]) for s in (0, 1)}
     assert statistics.mean(acc["imagenet", s] for s in (0, 1)) > 0.5    # ten classes: chance is 0.1
+
+
+def test_the_page_says_per_source_what_the_run_showed_and_where_the_sign_flips():
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from tlcore.runs import RunStore
+    from tlcore.train.events import LabResult, RunEnded
+    root = Path(__file__).resolve().parents[1]
+    store = RunStore()
+    plan = nt.make_plan()
+    run_id = store.create(plan, owner="someone")
+    accs = {"scratch": (0.90, 0.91, 0.92), "pixel_svm": (0.94, 0.94, 0.95), "imagenet": (0.97, 0.96, 0.97),
+            "misleading": (0.90, 0.91, 0.91), "random_init": (0.95, 0.93, 0.94)}
+    for arm, per in accs.items():
+        for seed, a in enumerate(per):
+            store.append(run_id, LabResult(nt.RUN, {"arm": arm, "seed": seed, "target_acc": a}))
+    for n, im in ((5, 0.85), (20, 0.97)):
+        for seed in range(3):
+            store.append(run_id, LabResult(nt.SWEEP, {"per_class": n, "seed": seed, "imagenet_acc": im + 0.001 * seed,
+                                                      "pixel_svm_acc": 0.90}))
+    store.append(run_id, RunEnded("finished", "", 30.0))
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page(str(root / "views" / "negative_transfer.py")).run()
+    at.session_state["nt_runs"] = {plan.to_json(): run_id}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = " ".join(m.value for m in at.markdown)
+    assert "stronger arm without a source, **SVM on pixels**" in text
+    assert "**ImageNet backbone** helped: mean gap -0.023" in text
+    assert "**Misleading source (random labels on noise first)** hurt: mean gap +0.037" in text
+    assert "**Random init backbone (no source)** neither helped nor hurt" in text
+    assert "5/class hurt" in text and "20/class helped" in text and "between 5 and 20 per class" in text
+    assert "64 px helped" in text                        # the measured image sizes, in words
+    assert "15 arm runs" in " ".join(p.proto.text for p in at.get("progress"))   # seeds x arms
