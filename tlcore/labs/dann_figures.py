@@ -51,3 +51,47 @@ def final_table(rows: list[dict]) -> list[dict]:
     return [{"run": ARM_TITLES[r["arm"]], "source accuracy": round(r["source_acc"], 3),
              "target accuracy": round(r["target_acc"], 3), "domain accuracy": round(r["domain_acc"], 3),
              "seconds": round(r["seconds"], 1)} for r in rows]
+
+
+def lambda_figure(weight: float, epochs: int, rows: list[dict] | None = None) -> go.Figure:
+    """The reversed gradient's weight that training applies: weight x lambda(p) over the run (the line),
+    and the value each DANN epoch ended on (the markers, from the run's rows once it has some)."""
+    from .grl import dann_lambda
+    xs = [epochs * i / 200 for i in range(201)]
+    fig = go.Figure(go.Scatter(x=xs, y=[weight * dann_lambda(x / max(epochs, 1)) for x in xs], mode="lines",
+                               name="planned", line={"color": ARM_COLOURS["dann"]}))
+    done = [r for r in rows or [] if r["arm"] == "dann"]
+    if done:
+        fig.add_trace(go.Scatter(x=[r["epoch"] + 1 for r in done], y=[r["lambda"] for r in done], mode="markers",
+                                 name="applied (end of epoch)", marker={"color": ARM_COLOURS["dann"], "size": 8}))
+    fig.update_xaxes(title_text="epoch", range=[0, epochs])
+    fig.update_yaxes(title_text="λ applied", range=[0, max(weight, 1e-3) * 1.05])
+    fig.update_layout(height=220, margin={"t": 30, "b": 40}, title="Reversed gradient's weight (DANN arm)",
+                      legend={"orientation": "h", "y": -0.4})
+    return fig
+
+
+HELPED = 0.03   # a target gain below this (about 10 of digits_m's 360 test images) is read as no effect
+
+
+def lesson_text(finals: dict[str, dict]) -> tuple[bool, str]:
+    """What this run showed, from its own final rows: (DANN helped, the sentences). Needs the
+    source_only and dann arms; names the ceiling when the target-label arm ran."""
+    so, da = finals["source_only"], finals["dann"]
+    gain = da["target_acc"] - so["target_acc"]
+    dom_fell = da["domain_acc"] < so["domain_acc"] - 0.02
+    domain = (f"the domain classifier fell from {so['domain_acc']:.2f} to {da['domain_acc']:.2f} "
+              f"(0.5: it cannot tell the domains apart)" if dom_fell else
+              f"the domain classifier did not fall ({so['domain_acc']:.2f} without adaptation, "
+              f"{da['domain_acc']:.2f} with it): the features still tell the domains apart")
+    ceiling = (f" With the target's own labels the same network reaches {finals['target_only']['target_acc']:.3f}."
+               if "target_only" in finals else "")
+    helped = gain >= HELPED
+    if helped:
+        head = (f"On the target, DANN scores {da['target_acc']:.3f} against {so['target_acc']:.3f} for the source "
+                f"alone: gradient reversal lifted target accuracy by {gain:+.3f} without a single target label, "
+                f"and {domain}.")
+    else:
+        head = (f"On the target, DANN scores {da['target_acc']:.3f} against {so['target_acc']:.3f} for the source "
+                f"alone ({gain:+.3f}): in this run DANN did not help, and {domain}.")
+    return helped, head + ceiling
