@@ -104,15 +104,57 @@ if b2.button("Stop", disabled=not (active and yours),
         st.error(str(e))
 
 
-@st.fragment(run_every=1.0 if active else None)
-def live(run_id: str) -> None:
+def watched(run_id: str):
+    """The run, reading only the events added since the last poll; None, with a note, once it is deleted
+    (e.g. on the Compare page) while we watch it."""
     try:
-        run = widgets.follow(run_id)   # only the events added since the last poll
-    except RunNotFound:   # deleted (e.g. on the Compare page) while we were watching it
+        return widgets.follow(run_id)
+    except RunNotFound:
         if active:
             st.rerun()   # stop polling; the page then says the run is gone
         widgets.forget_run(run_id)
         st.info("This run no longer exists: it was deleted.")
+        return None
+
+
+def headline(run) -> None:
+    """The last epoch's figures in a row: accuracy, F1, and for a network where it is and how fast."""
+    last = run.last_epoch
+    if last is None:
+        return
+    figures = [("Validation accuracy", f"{last.val_acc:.3f}"), ("Macro F1", f"{last.macro_f1:.3f}")]
+    if run.plan.strategy == "pixel_svm":
+        figures.append(("Classifier", "linear SVM on raw pixels"))
+    else:
+        figures.append(("Epoch", f"{last.epoch + 1} / {run.plan.epochs}"))
+        figures += run_progress.speed_figures(last)
+    for col, (label, value) in zip(st.columns(len(figures)), figures):
+        col.metric(label, value)
+
+
+def charts(run) -> None:
+    figs = widgets.live_figures(run)
+    svm = run.plan.strategy == "pixel_svm"
+    c1, c2 = st.columns(2)
+    with c1:
+        if svm:
+            st.caption("An SVM on raw pixels is fitted in one go: it has no epochs, no loss curve and no learning "
+                       "rate. Its accuracy and confusion matrix are the whole result; compare it with a network "
+                       "on the Compare page.")
+        else:
+            st.plotly_chart(figs["loss"], key=f"loss-{run.id}")
+            widgets.draw_lr_actual(run)
+    with c2:
+        if "confusion" in figs:
+            st.plotly_chart(figs["confusion"], key=f"cm-{run.id}")
+        if not svm:
+            st.plotly_chart(figs["accuracy"], key=f"acc-{run.id}")
+
+
+@st.fragment(run_every=1.0 if active else None)
+def live(run_id: str) -> None:
+    run = watched(run_id)
+    if run is None:
         return
     st.subheader(f"Run {widgets.run_title(run)}")
     if run.ended is not None:
@@ -121,32 +163,8 @@ def live(run_id: str) -> None:
         if active:
             st.rerun()  # once: the page stops polling
     widgets.progress(run)
-    last = run.last_epoch
-    svm = run.plan.strategy == "pixel_svm"
-    if last is not None:
-        figures = [("Validation accuracy", f"{last.val_acc:.3f}"), ("Macro F1", f"{last.macro_f1:.3f}")]
-        if svm:
-            figures.append(("Classifier", "linear SVM on raw pixels"))
-        else:
-            figures.append(("Epoch", f"{last.epoch + 1} / {run.plan.epochs}"))
-            figures += run_progress.speed_figures(last)
-        for col, (label, value) in zip(st.columns(len(figures)), figures):
-            col.metric(label, value)
-    figs = widgets.live_figures(run)
-    c1, c2 = st.columns(2)
-    with c1:
-        if svm:
-            st.caption("An SVM on raw pixels is fitted in one go: it has no epochs, no loss curve and no learning "
-                       "rate. Its accuracy and confusion matrix are the whole result; compare it with a network "
-                       "on the Compare page.")
-        else:
-            st.plotly_chart(figs["loss"], key=f"loss-{run_id}")
-            widgets.draw_lr_actual(run)
-    with c2:
-        if "confusion" in figs:
-            st.plotly_chart(figs["confusion"], key=f"cm-{run_id}")
-        if not svm:
-            st.plotly_chart(figs["accuracy"], key=f"acc-{run_id}")
+    headline(run)
+    charts(run)
 
 
 if run_id:
