@@ -79,3 +79,28 @@ def test_every_page_opens_when_the_newest_run_is_of_this_kind(kind, homes, monke
             failures[name] = [e.value for e in at.exception]
     st.cache_resource.clear()
     assert not failures, failures
+
+
+def _live_view(run_id: str) -> None:
+    import streamlit as st   # AppTest runs this function's body as a script of its own
+
+    from ui import widgets
+
+    widgets.live(run_id, lambda run: st.caption(f"{len(run.results)} result rows"), what="The lab")
+
+
+@pytest.mark.parametrize("kind", sorted(k for k in PLANS if KINDS[k].unit))
+def test_a_finished_lab_runs_live_view_counts_what_it_ran(kind, homes, monkeypatch):
+    """The ended line counts the lab's summary rows in its kind's unit: labs emit no epochs, and it
+    once said "Finished: 0 of 8 epochs" after every arm had trained."""
+    monkeypatch.setenv("TLCORE_HOME", str(homes[kind]))
+    st.cache_resource.clear()
+    [summary] = RunStore().list()
+    at = AppTest.from_function(_live_view, args=(summary.id,), default_timeout=60)
+    at.run()
+    st.cache_resource.clear()
+    assert not at.exception, [e.value for e in at.exception]
+    [bar] = at.get("progress")
+    assert bar.proto.text.startswith("Finished: ") and f" {KINDS[kind].unit}" in bar.proto.text, bar.proto.text
+    assert not bar.proto.text.startswith("Finished: 0 "), bar.proto.text
+    assert any("result rows" in c.value for c in at.caption)   # the page's own part is drawn below

@@ -1,6 +1,8 @@
 """Widgets and drawing blocks shared by several pages."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -189,7 +191,8 @@ def progress(run: Run) -> None:
             download_bar(st.empty(), "Downloading", p.done, p.total or None)
             return
         what = {"features": "Computing the frozen layers' features once", "data": "Loading the data",
-                "svm": "Fitting the SVM", "classifier": "Fitting the classifier"}.get(p.name, p.name)
+                "svm": "Fitting the SVM", "classifier": "Fitting the classifier",
+                "cut": "Fine-tuning from each cut in turn"}.get(p.name, p.name)
         st.progress(min(p.done / max(p.total, 1), 1.0), text=f"{what}{' (from cache)' if p.cache_hit else ''}…")
 
 
@@ -324,7 +327,46 @@ def queue_button(label: str, plan, runs_key: str, **button_kw) -> str | None:
 
 def refresh_while_active(run_id: str | None) -> float | None:
     """`run_every` for a fragment that follows a run: once a second while it is queued or running."""
-    return 1.0 if run_id and services.store().status(run_id) in ("queued", "running") else None
+    try:
+        return 1.0 if run_id and services.store().status(run_id) in ("queued", "running") else None
+    except RunNotFound:   # deleted meanwhile (Compare, another tab): nothing to follow
+        return None
+
+
+def live(run_id: str, draw: Callable[[Run], None] = lambda run: None, *, what: str = "The run",
+         stop: str | None = None) -> None:
+    """The live part of a lab page, the skeleton every lab page shares: polls the store once a second
+    while the run is queued or running and draws its progress line (a Stop button labelled `stop` while
+    it is active, if given), the engine's message if it failed, then `draw(run)`: the page's own part,
+    from the run as the store holds it (results, no steps). When the run ends the whole page runs once
+    more, so what the page draws below from the finished run appears, and the polling stops.
+
+        plan = make_plan(...)                                  # the page's controls; st.stop() on a PlanError
+        run_id = widgets.queue_button("Run it", plan, "my_runs", type="primary")
+        def draw(run): st.dataframe([r.values for r in run.results], hide_index=True)
+        if run_id:
+            widgets.live(run_id, draw, what="The comparison", stop="Stop")
+    """
+    was_active = refresh_while_active(run_id) is not None
+
+    @st.fragment(run_every=1.0 if was_active else None)
+    def _live() -> None:
+        try:
+            run = services.store().load(run_id, with_steps=False)
+        except RunNotFound:
+            st.info("This run no longer exists: it was deleted.")
+            return
+        progress(run)
+        if run.active and stop and st.button(stop, key=f"stop-{run_id}"):
+            services.store().request_stop(run_id, owner=services.owner())
+        if run.status == "failed":
+            st.error(f"{what} failed: {run.message}")
+        draw(run)
+        if was_active and not run.active:
+            st.rerun()   # once: the page below reads the finished run, and this fragment stops polling
+
+    with st.container():   # a fragment's id is its function and its place: one place per call
+        _live()
 
 
 def lab_results(run: Run) -> None:

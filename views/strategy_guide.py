@@ -38,21 +38,8 @@ probe_plan = plan.replace(kind="similarity", strategy="feature_extractor", head=
 run_id = widgets.queue_button("Estimate similarity", probe_plan, "similarity_runs")
 
 
-@st.fragment(run_every=widgets.refresh_while_active(run_id))
-def probe_status(run_id: str) -> None:
-    run = services.store().load(run_id, with_steps=False)
-    if run.active:
-        widgets.progress(run)
-        return
-    if run.status != "finished":
-        st.error(f"The similarity probe {run.status}: {run.message}")
-    if st.session_state.get("similarity_shown") != run_id:
-        st.session_state.similarity_shown = run_id
-        st.rerun()   # once: the grid and the verdict below are drawn from the finished run
-
-
 if run_id:
-    probe_status(run_id)
+    widgets.live(run_id, what="The similarity probe")   # the grid and the verdict below come from the finished run
 done = services.store().load(run_id, with_steps=False) if run_id else None
 est = advisor.SimilarityEstimate.from_values(done.results[0].values) if done and done.results else None
 grid_slot.plotly_chart(plots.strategy_grid(advisor.RULES, size, est.verdict if est is not None else None,

@@ -30,23 +30,8 @@ probe_plan = plan.replace(kind="probe", strategy="feature_extractor", head="line
 run_id = widgets.queue_button("Run the probe", probe_plan, "probe_runs", type="primary")
 
 
-@st.fragment(run_every=widgets.refresh_while_active(run_id))
-def probe_status(run_id: str) -> None:
-    run = services.store().load(run_id, with_steps=False)
-    if run.active:
-        widgets.progress(run)
-        if st.button("Stop the probe", key="stop-probe"):
-            services.store().request_stop(run_id, owner=services.owner())
-        return
-    if run.status != "finished":
-        st.error(f"The probe {run.status}: {run.message}")
-    if st.session_state.get("probe_shown") != run_id:
-        st.session_state.probe_shown = run_id
-        st.rerun()
-
-
 if run_id:
-    probe_status(run_id)
+    widgets.live(run_id, what="The probe", stop="Stop the probe")
 
 # Every finished probe in the store can be overlaid: digits, Fashion-MNIST, an upload...
 done = [s for s in widgets.runs_mine_first() if s.kind == "probe" and s.status == "finished"]
@@ -103,22 +88,11 @@ ft_plan = run.plan.replace(kind="cut_finetune", strategy="fine_tune_top", top_gr
 ft_id = widgets.queue_button("Fine-tune from every cut", ft_plan, "cut_finetune_runs")
 
 
-@st.fragment(run_every=widgets.refresh_while_active(ft_id))
-def finetune_status(ft_id: str) -> None:
-    r = services.store().load(ft_id, with_steps=False)
+def cuts_so_far(r) -> None:
     got = sorted((x.values for x in r.results if x.schema == "cut_finetune"), key=lambda x: x["index"])
-    if r.active:
-        st.progress(len(got) / len(names), text=f"{len(got)} of {len(names)} cuts done")
-        if st.button("Stop fine-tuning", key="stop-ft"):
-            services.store().request_stop(ft_id, owner=services.owner())
-    elif r.status == "failed":
-        st.error(f"Fine-tuning failed: {r.message}")
     if got:
         st.dataframe([{"cut": g["group"], "val acc": round(g["val_acc"], 3)} for g in got], hide_index=True)
-    if not r.active and st.session_state.get("ft_shown") != ft_id:
-        st.session_state.ft_shown = ft_id
-        st.rerun()
 
 
 if ft_id:
-    finetune_status(ft_id)
+    widgets.live(ft_id, cuts_so_far, what="Fine-tuning", stop="Stop fine-tuning")
