@@ -5,8 +5,6 @@ from tlcore.data.pairs import PAIR_SOURCES
 from tlcore.errors import TLCoreError
 from tlcore.labs import multitask as mt
 from tlcore.labs import multitask_figures as figs
-from tlcore.runs import RunNotFound
-from tlcore.train.events import Step
 from tlcore.train.plan import Plan
 from ui import services, state, widgets
 
@@ -47,17 +45,18 @@ def _controls_of(plan: Plan) -> dict:
 
 
 # A new session (a reload, a second tab) starts from the settings of the run it is about to show.
-widgets.seed_controls(mt.KIND, _controls_of(Plan(kind=mt.KIND, dataset="digit_pairs", epochs=5)), _controls_of)
+widgets.seed_controls(mt.KIND, _controls_of(mt.lab_plan()), _controls_of)
 c1, c2, c3 = st.columns(3)
 dataset = c1.selectbox("Images", list(PAIR_SOURCES), key="mt_dataset",
                        format_func={"digit_pairs": "digit pairs (bundled, offline)",
                                     "mnist_pairs": "MNIST pairs (needs MNIST on disk)"}.get)
 related = c1.radio("Task B", TASK_B, key="mt_task_b") == TASK_B[0]
 share = c2.select_slider("Share of task B's labels kept", SHARES[::-1], key="mt_share", format_func=lambda v: f"{v:.0%}",
-                         help="Pairs without a B label are left out of B's loss, which is the mean over the "
-                              "labelled pairs of each batch.")
+                         help="Every step, task B's loss is taken over a batch of the pairs that kept a B label, "
+                              "and task A's over a batch of all pairs.")
 width = c2.select_slider("Trunk width", list(mt.WIDTHS), key="mt_width",
-                         help="Channels of the first layer; the trunk ends in 4 x width features both heads share.")
+                         help="Channels of the trunk's first layer; its last has 4 x width, on a 2x2 grid of positions both "
+                              "heads read.")
 weighting = c3.radio("Loss", LOSSES, key="mt_loss",
                      help="Fixed: w_A·L_A + w_B·L_B. Uncertainty (Kendall, Gal and Cipolla 2018): each task's loss "
                           "is scaled by exp(-s) and s is added, with s learned, so a noisy task weighs itself down.")
@@ -68,7 +67,7 @@ epochs = c3.number_input("Epochs", 1, 30, key="mt_epochs")
 options = {"related": related, "b_labels": float(share), "width": int(width),
            "weighting": "uncertainty" if unc else "fixed", "w_a": 1.0, "w_b": float(w_b)}
 try:
-    plan = Plan(kind=mt.KIND, dataset=dataset, epochs=int(epochs), lr=3e-3, schedule="one_cycle", options=options)
+    plan = mt.lab_plan(dataset=dataset, epochs=int(epochs), **options)
     error = None
 except TLCoreError as e:
     plan, error = None, str(e)
@@ -96,46 +95,18 @@ def _describe(o: dict) -> str:
     return f"Task B: {what} · {o['b_labels']:.0%} of B's labels · trunk width {o['width']} · {weights}"
 
 
-def _active(run_id: str | None) -> bool:
-    try:
-        return bool(run_id) and store.status(run_id) in ("queued", "running")
-    except RunNotFound:
-        return False
-
-
-@st.fragment(run_every=1.0 if _active(run_id) else None)
-def show(run_id: str) -> None:
-    try:
-        run = store.load(run_id)
-    except RunNotFound:
-        st.info("That run was deleted.")
-        return
+def draw(run) -> None:
+    """The page's own part of the live view: curves per task, then the outcome and what it showed."""
     o = mt.options(run.plan)
     st.caption(_describe(o))
-    if run.status == "queued":
-        st.info("Waiting for the device…")
-    elif run.active:
-        step = next((e for e in reversed(run.events) if isinstance(e, Step)), None)
-        if step is not None:
-            st.progress(min((step.step + 1) / step.total_steps, 1.0),
-                        text=f"epoch {step.epoch + 1} of {run.plan.epochs} · step {step.step + 1}/{step.total_steps}")
-        if st.button("Stop", key="mt-stop"):
-            store.request_stop(run_id, owner=services.owner())
-    elif run.status != "finished":
-        st.warning(f"The run {run.status}: {run.message}")
-    if not run.active and st.session_state.get("multitask_polling") == run_id:
-        st.session_state.multitask_polling = None
-        st.rerun()   # once: a full rerun draws the ended run without polling it every second
-    if run.active:
-        st.session_state.multitask_polling = run_id
     b_title = "Task B: right digit" if o["related"] else "Task B: background brightness"
     a, b = st.columns(2)
-    a.plotly_chart(figs.task_curves(run.results, "A", "Task A: left digit"), key=f"mt-a-{run_id}")
-    b.plotly_chart(figs.task_curves(run.results, "B", b_title), key=f"mt-b-{run_id}")
+    a.plotly_chart(figs.task_curves(run.results, "A", "Task A: left digit"), key=f"mt-a-{run.id}")
+    b.plotly_chart(figs.task_curves(run.results, "B", b_title), key=f"mt-b-{run.id}")
     out = mt.Outcome.of(run.results)
     if out is None:
         return
-    st.plotly_chart(figs.outcome_bars(out), key=f"mt-bars-{run_id}")
+    st.plotly_chart(figs.outcome_bars(out), key=f"mt-bars-{run.id}")
     rows = [{"network": name, "task A accuracy": side["A"], "task B accuracy": side["B"],
              "parameters": int(side["params"]), "training seconds": side["seconds"]}
             for name, side in (("joint (one shared trunk, two heads)", out.joint),
@@ -144,15 +115,11 @@ def show(run_id: str) -> None:
                                                   "parameters": "{:,}", "training seconds": "{:.1f}"}),
                  hide_index=True)
     st.subheader("What this run showed")
-    for line in mt.findings(o, out):
+    for line in mt.findings(o, out, run.metrics):
         st.markdown(f"- {line}")
-    s = {k: v for k, v in run.metrics.items() if k.startswith("s_")}
-    if s:
-        st.caption("Learned log-variances s (a larger s means the task's loss counted less): "
-                   + ", ".join(f"task {k[2:]}: {v:.2f}" for k, v in s.items()))
 
 
 if run_id:
-    show(run_id)
+    widgets.live(run_id, draw, what="The comparison", stop="Stop")
 else:
     st.caption("Pick the settings and start a run: the curves per task appear as it trains.")

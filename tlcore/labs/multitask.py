@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -25,11 +24,12 @@ from ..device import pick
 from ..errors import PlanError
 from ..kinds import Kind, register_kind
 from ..train import rng
-from ..train.events import LabResult, Metrics, Phase, RunStarted, Step, register_schema
-from ..train.schedules import multiplier
+from ..train.events import Emit, LabResult, Metrics, Phase, RunStarted, register_schema
+from ..train.phases import Clock, run_steps
+from ..train.schedules import multiplier, plan_params
 from ..train.scope import Failed, RunScope, check_stop
 from ..cli import Command, register_command
-from .multitask_net import TASKS, MultiTaskNet, multitask_loss, n_params, to_input
+from .multitask_net import GRID, TASKS, MultiTaskNet, multitask_loss, n_params, to_input
 
 KIND = "multitask"
 WEIGHTINGS = ("fixed", "uncertainty")
@@ -39,7 +39,6 @@ WIDTHS = (1, 2, 4, 8, 16, 32)              # what the page offers; any 1..64 is 
 MAX_WIDTH = 64
 PAIRS_RANGE = (100, 20_000)
 EVAL_BATCH = 512
-STEP_EVENT_INTERVAL_S = 0.25
 
 EPOCH_SCHEMA = register_schema("multitask_epoch", {"arm": str, "task": str, "epoch": int, "train_loss": float,
                                                    "val_acc": float})
@@ -89,18 +88,16 @@ def validate(plan) -> None:
 
 # --- the arms --------------------------------------------------------------------------------------
 @dataclass
-class Arm:
-    """One network being trained: the joint one, or the single-task network of task A or of B."""
-    name: str                    # "joint", "single_A", "single_B"
-    net: MultiTaskNet
-    opt: torch.optim.Optimizer
-    pool: torch.Tensor           # training pairs it may draw a batch from
+class Feed:
+    """Batches from one pool of training pairs for the tasks labelled there, cycling through fresh
+    permutations (a small pool repeats). Every arm drawing from a pool gets the same batches, so the
+    joint and the single-task networks differ only in what they share."""
+    tasks: tuple[str, ...]
+    pool: torch.Tensor
     gen: torch.Generator
-    seconds: float = 0.0
     queue: torch.Tensor | None = None
 
-    def batch(self, size: int) -> torch.Tensor:
-        """The next batch of the pool, cycling through fresh permutations (a small pool repeats)."""
+    def next(self, size: int) -> torch.Tensor:
         out = []
         while size > 0:
             if self.queue is None or len(self.queue) == 0:
@@ -109,6 +106,17 @@ class Arm:
             out.append(take)
             size -= len(take)
         return torch.cat(out)
+
+
+@dataclass
+class Arm:
+    """One network being trained: the joint one, or the single-task network of task A or of B."""
+    name: str                    # "joint", "single_A", "single_B"
+    net: MultiTaskNet
+    opt: torch.optim.Optimizer
+    feeds: tuple[Feed, ...]      # each task's loss is a mean over a batch of its own feed
+    weights: dict[str, float]    # fixed weights inside the joint network; {} (1 each) for a single task
+    seconds: float = 0.0
 
 
 def labelled_b(n: int, share: float, seed: int) -> torch.Tensor:
@@ -122,7 +130,8 @@ def labelled_b(n: int, share: float, seed: int) -> torch.Tensor:
 def build_net(width: int, classes: dict[str, int], uncertainty: bool, seed: int) -> MultiTaskNet:
     # Same seed for every arm: the joint and the single-task networks start from the same trunk.
     with rng.seeded(seed):
-        return MultiTaskNet(width, classes, uncertainty)
+        net = MultiTaskNet(width, classes, uncertainty)
+    return net.to(memory_format=torch.channels_last)   # oneDNN's fast CPU kernels; 1.3x a step here
 
 
 def make_optimizer(net: MultiTaskNet, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -132,52 +141,78 @@ def make_optimizer(net: MultiTaskNet, lr: float, weight_decay: float) -> torch.o
     return torch.optim.AdamW(groups, lr=lr)
 
 
+def joint_feeds(o: dict[str, Any], everything: Feed, labelled: Feed) -> tuple[Feed, ...]:
+    """Task A's loss over a batch of all pairs and B's over a batch of B's labelled pairs, every step.
+    (A mean over the few labelled pairs that happen to fall in A's batch, ~3 of 64 at 5%, gave B a
+    gradient as large as A's and far noisier: it wrecked the shared trunk for A too.) With all of B's
+    labels the one batch serves both. A task with a fixed weight of 0 draws nothing."""
+    tasks = tuple(t for t in TASKS if o["weighting"] == "uncertainty" or o[f"w_{t.lower()}"] > 0)
+    if len(labelled.pool) == len(everything.pool):
+        return (Feed(tasks, everything.pool, everything.gen),)
+    return tuple(f for f in (everything, labelled) if f.tasks[0] in tasks)
+
+
 def make_arms(plan, data: TwoTaskSplits, keep_b: torch.Tensor) -> list[Arm]:
     o = options(plan)
     n_cls = {"A": len(data.classes_a), "B": len(data.classes_b)}
-    unc = o["weighting"] == "uncertainty"
-    everything = torch.arange(len(data.train_a))
-    specs = [("joint", n_cls, unc, everything), ("single_A", {"A": n_cls["A"]}, False, everything),
-             ("single_B", {"B": n_cls["B"]}, False, torch.nonzero(keep_b).flatten())]
+
+    def feed(task: str, pool: torch.Tensor, stream: int) -> Feed:
+        return Feed((task,), pool, rng.generator(plan.seed + stream, rng.SHUFFLE))
+    everything, labelled = torch.arange(len(data.train_a)), torch.nonzero(keep_b).flatten()
+    specs = [("joint", n_cls, o["weighting"] == "uncertainty",
+              joint_feeds(o, feed("A", everything, 0), feed("B", labelled, 1)), {"A": o["w_a"], "B": o["w_b"]}),
+             ("single_A", {"A": n_cls["A"]}, False, (feed("A", everything, 0),), {}),
+             ("single_B", {"B": n_cls["B"]}, False, (feed("B", labelled, 1),), {})]
     arms = []
-    for i, (name, classes, u, pool) in enumerate(specs):
-        net = build_net(o["width"], classes, u, plan.seed)
-        arms.append(Arm(name, net, make_optimizer(net, plan.lr, plan.weight_decay), pool,
-                        rng.generator(plan.seed + i, rng.SHUFFLE)))
+    for name, classes, unc, feeds, weights in specs:
+        net = build_net(o["width"], classes, unc, plan.seed)
+        arms.append(Arm(name, net, make_optimizer(net, plan.lr, plan.weight_decay), feeds, weights))
     return arms
 
 
-def train_steps(arm: Arm, data: TwoTaskSplits, keep_b: torch.Tensor, weights: dict[str, float], plan, steps: int,
-                step0: int, total: int, on_step: Callable[[int, float], None], should_stop: Callable[[], bool]) -> float:
-    """`steps` optimiser steps of one arm; returns its mean training loss (over the steps that had one)."""
-    net, bs = arm.net, min(plan.batch_size, len(data.train_a))
-    net.train()
-    losses = []
-    t = time.perf_counter()
-    for i in range(steps):
-        check_stop(should_stop)
-        idx = arm.batch(bs)
-        scale = multiplier(plan.schedule, step0 + i, total, cut_frac=plan.cut_frac, ratio=plan.ratio,
-                           warmup_frac=plan.warmup_frac)
+def arm_step(arm: Arm, data: TwoTaskSplits, plan, bs: int, step0: int, total: int) -> Callable[[int], torch.Tensor]:
+    """The arm's i-th step of an epoch: its rate from the schedule, one batch per feed through the
+    trunk together (BatchNorm sees them as one batch), each task's mean loss over its own batch."""
+    params = plan_params(plan)
+    labels = {"A": data.train_a, "B": data.train_b}
+
+    def step(i: int) -> torch.Tensor:
+        scale = multiplier(plan.schedule, step0 + i, total, **params)
         for g in arm.opt.param_groups:
             g["lr"] = plan.lr * scale
-        logits = net(to_input(data.train_x[idx]))
-        targets = {"A": data.train_a[idx], "B": data.train_b[idx]}
-        masks = {"A": torch.ones(len(idx), dtype=torch.bool), "B": keep_b[idx]}
-        loss, _ = multitask_loss(net, logits, targets, masks, weights)
-        if loss is None:
-            continue
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise Failed(f"the {arm.name} network's loss became {value} at step {i + 1}: the learning rate "
-                         f"({plan.lr:g}) is probably too high; try 10x lower")
+        draws = [f.next(bs) for f in arm.feeds]
+        out = arm.net(to_input(data.train_x[torch.cat(draws)]).contiguous(memory_format=torch.channels_last))
+        logits, targets = {}, {}
+        masks = {t: torch.zeros(0, dtype=torch.bool) for t in arm.net.tasks}   # a task no feed serves: left out
+        start = 0
+        for f, idx in zip(arm.feeds, draws):
+            for t in f.tasks:
+                logits[t], targets[t] = out[t][start:start + len(idx)], labels[t][idx]
+                masks[t] = torch.ones(len(idx), dtype=torch.bool)
+            start += len(idx)
+        loss, _ = multitask_loss(arm.net, logits, targets, masks, arm.weights)
         arm.opt.zero_grad(set_to_none=True)
         loss.backward()
         arm.opt.step()
-        losses.append(value)
-        on_step(step0 + i, value)
-    arm.seconds += time.perf_counter() - t
-    return sum(losses) / len(losses) if losses else float("nan")
+        return loss
+    return step
+
+
+def train_arm(arm: Arm, data: TwoTaskSplits, plan, epoch: int, spe: int, clock: Clock, emit: Emit,
+              should_stop: Callable[[], bool]) -> float:
+    """One epoch of the arm's steps through the engine's driver; returns its mean training loss."""
+    bs = min(plan.batch_size, len(data.train_a))
+    arm.net.train()
+
+    def finite(value: float, where: str) -> None:
+        if not math.isfinite(value):
+            raise Failed(f"the {arm.name} network's loss became {value} {where}: the learning rate "
+                         f"({plan.lr:g}) is probably too high; try 10x lower")
+    stats = run_steps(spe, arm_step(arm, data, plan, bs, epoch * spe, spe * plan.epochs), epoch=epoch, clock=clock,
+                      batch=bs * len(arm.feeds), emit=emit, should_stop=should_stop,
+                      lrs=lambda: (arm.opt.param_groups[0]["lr"],), on_loss=finite)
+    arm.seconds += stats.seconds
+    return stats.loss
 
 
 @torch.no_grad()
@@ -185,69 +220,69 @@ def accuracy(net: MultiTaskNet, x: torch.Tensor, labels: dict[str, torch.Tensor]
     net.eval()
     hits = {t: 0 for t in net.tasks}
     for start in range(0, len(x), EVAL_BATCH):
-        out = net(to_input(x[start:start + EVAL_BATCH]))
+        out = net(to_input(x[start:start + EVAL_BATCH]).contiguous(memory_format=torch.channels_last))
         for t in net.tasks:
             hits[t] += int((out[t].argmax(1) == labels[t][start:start + EVAL_BATCH]).sum())
     return {t: hits[t] / max(len(x), 1) for t in net.tasks}
 
 
 # --- the run ---------------------------------------------------------------------------------------
+ARM_TITLES = ("joint network", "single-task network A", "single-task network B")   # make_arms' order
+def load(plan, emit: Emit, should_stop: Callable[[], bool]) -> tuple[TwoTaskSplits, torch.Tensor]:
+    """The two-task pairs and which of them keep their task-B label."""
+    o = options(plan)
+    emit(Phase("data", 0, 1))
+    data = load_two_task(plan.dataset, related=o["related"], train_pairs=o["pairs"], seed=plan.seed)
+    emit(Phase("data", 1, 1))
+    check_stop(should_stop)
+    return data, labelled_b(len(data.train_a), o["b_labels"], plan.seed)
+
+
 def run(plan, emit, should_stop, artifact_dir):
     with RunScope(plan, emit, artifact_dir) as scope:
-        o = options(plan)
         policy = pick("cpu")   # the trunk is tiny: a GPU's launch overheads would cost more than its speed gives
-        emit(Phase("data", 0, 1))
-        data = load_two_task(plan.dataset, related=o["related"], train_pairs=o["pairs"], seed=plan.seed)
-        emit(Phase("data", 1, 1))
-        check_stop(should_stop)
+        data, keep_b = load(plan, emit, should_stop)
         scope.keep(classes=data.classes_a)
-        keep_b = labelled_b(len(data.train_a), o["b_labels"], plan.seed)
         arms = make_arms(plan, data, keep_b)
-        joint, single = arms[0], arms[1:]
         spe = max(1, len(data.train_a) // min(plan.batch_size, len(data.train_a)))
-        total = spe * plan.epochs * len(arms)
-        emit(RunStarted(plan.to_dict(), policy.name, n_params(joint.net), 0, ("trunk",), len(data.train_a),
-                        len(data.val_a), data.classes_a, dataset_name=data.name, steps_per_epoch=spe))
-        weights = {"A": o["w_a"], "B": o["w_b"]}
+        total = spe * len(arms) * plan.epochs   # every arm's steps: what the progress line counts
+        emit(RunStarted(plan.to_dict(), policy.name, n_params(arms[0].net), 0, ("trunk",), len(data.train_a),
+                        len(data.val_a), data.classes_a, dataset_name=data.name, steps_per_epoch=spe * len(arms)))
         val = {"A": data.val_a, "B": data.val_b}
-        t0, clock = scope.t0, {"last": 0.0, "done": 0}
-
-        def on_step(epoch: int) -> Callable[[int, float], None]:
-            def tell(_arm_step: int, loss: float) -> None:
-                clock["done"] += 1
-                now = time.perf_counter()
-                if now - clock["last"] >= STEP_EVENT_INTERVAL_S or clock["done"] == total:
-                    clock["last"] = now
-                    emit(Step(epoch, clock["done"] - 1, total, spe * len(arms), loss, (plan.lr,),
-                              clock["done"] * plan.batch_size / max(now - t0, 1e-9), now - t0))
-            return tell
-
         final: dict[str, dict[str, float]] = {}
         for epoch in range(plan.epochs):
-            for arm in arms:
-                # Weights balance tasks inside one network: a single-task network's one loss is taken as it is.
-                loss = train_steps(arm, data, keep_b, weights if arm is joint else {}, plan, spe, epoch * spe,
-                                   spe * plan.epochs, on_step(epoch), should_stop)
-                acc = accuracy(arm.net, data.val_x, val)
-                final[arm.name] = acc
+            for k, arm in enumerate(arms):
+                # The arms take turns, one epoch each: step indices run on across them. The progress
+                # line (a Phase: lab pages read no Step events) says which network of which epoch.
+                done = epoch * len(arms) + k
+                emit(Phase(f"epoch {epoch + 1} of {plan.epochs} · {ARM_TITLES[k]}", done, plan.epochs * len(arms)))
+                clock = Clock(scope.t0, done * spe, total)
+                loss = train_arm(arm, data, plan, epoch, spe, clock, emit, should_stop)
+                final[arm.name] = acc = accuracy(arm.net, data.val_x, val)
                 for task, a in acc.items():
-                    emit(LabResult(EPOCH_SCHEMA, {"arm": "joint" if arm is joint else "single", "task": task,
+                    emit(LabResult(EPOCH_SCHEMA, {"arm": "joint" if k == 0 else "single", "task": task,
                                                   "epoch": epoch, "train_loss": loss, "val_acc": a}))
             scope.keep(extra={"multitask.pt": {a.name: {k: v.detach().clone() for k, v in a.net.state_dict().items()}
                                                for a in arms}})
-        j, sa, sb = final["joint"], final["single_A"]["A"], final["single_B"]["B"]
-        single_params = sum(n_params(a.net) for a in single)
-        single_seconds = sum(a.seconds for a in single)
-        emit(LabResult(ARM_SCHEMA, {"arm": "joint", "acc_A": j["A"], "acc_B": j["B"], "params": n_params(joint.net),
-                                    "seconds": joint.seconds}))
-        emit(LabResult(ARM_SCHEMA, {"arm": "single", "acc_A": sa, "acc_B": sb, "params": single_params,
-                                    "seconds": single_seconds}))
-        metrics = {"val_acc": (j["A"] + j["B"]) / 2, "joint_A": j["A"], "joint_B": j["B"], "single_A": sa,
-                   "single_B": sb, "joint_params": n_params(joint.net), "single_params": single_params,
-                   "joint_seconds": joint.seconds, "single_seconds": single_seconds, "b_labels": o["b_labels"]}
-        if joint.net.log_vars is not None:
-            metrics.update({f"s_{t}": float(joint.net.log_vars[t].detach()) for t in TASKS})
-        emit(Metrics(metrics))
+        emit_outcome(arms, final, options(plan)["b_labels"], emit)
+
+
+def emit_outcome(arms: list[Arm], final: dict[str, dict[str, float]], share: float, emit: Emit) -> None:
+    """Each side's final accuracy per task, parameters and seconds, and the run's metrics."""
+    joint, single = arms[0], arms[1:]
+    j, sa, sb = final["joint"], final["single_A"]["A"], final["single_B"]["B"]
+    single_params = sum(n_params(a.net) for a in single)
+    single_seconds = sum(a.seconds for a in single)
+    emit(LabResult(ARM_SCHEMA, {"arm": "joint", "acc_A": j["A"], "acc_B": j["B"], "params": n_params(joint.net),
+                                "seconds": joint.seconds}))
+    emit(LabResult(ARM_SCHEMA, {"arm": "single", "acc_A": sa, "acc_B": sb, "params": single_params,
+                                "seconds": single_seconds}))
+    metrics = {"val_acc": (j["A"] + j["B"]) / 2, "joint_A": j["A"], "joint_B": j["B"], "single_A": sa,
+               "single_B": sb, "joint_params": n_params(joint.net), "single_params": single_params,
+               "joint_seconds": joint.seconds, "single_seconds": single_seconds, "b_labels": share}
+    if joint.net.log_vars is not None:
+        metrics.update({f"s_{t}": float(joint.net.log_vars[t].detach()) for t in TASKS})
+    emit(Metrics(metrics))
 
 
 register_kind(Kind(KIND, "Multi-task comparison", run, validate=validate, results=(EPOCH_SCHEMA, ARM_SCHEMA), unit="arm"))
@@ -269,7 +304,7 @@ class Outcome:
         return cls(side(rows["joint"]), side(rows["single"]))
 
 
-MARGIN = 0.02   # accuracy differences below two points are read as "about the same"
+MARGIN = 0.02   # accuracy differences below two points (12 of 600 validation pairs) are read as "about the same"
 
 
 def _compare(j: float, s: float) -> str:
@@ -280,80 +315,101 @@ def _compare(j: float, s: float) -> str:
     return f"both did about the same ({j:.3f} vs {s:.3f})"
 
 
-def findings(opts: dict[str, Any], out: Outcome) -> list[str]:
-    """What one run showed, in plain sentences, against the notes' three conditions."""
+def _effect(gain: float, task: str) -> str:
+    """What sharing did to one task, as the run measured it (joint minus single-task accuracy)."""
+    if gain > MARGIN:
+        return f"gained task {task} {gain * 100:.1f} points"
+    if gain < -MARGIN:
+        return f"cost task {task} {-gain * 100:.1f} points"
+    return f"moved task {task} by {gain * 100:+.1f} points, within the {MARGIN * 100:.0f}-point margin read as no change"
+
+
+def findings(opts: dict[str, Any], out: Outcome, learned: dict[str, float] | None = None) -> list[str]:
+    """What one run showed, against the notes' three conditions: each rule as the notes put it,
+    then only what this run's numbers say. `learned`: the run's metrics (uncertainty weighting's s_A, s_B)."""
     o = {**DEFAULTS, **opts}
     j, s = out.joint, out.single
-    said = []
+    gain_a, gain_b = j["A"] - s["A"], j["B"] - s["B"]
     what_b = "the right digit" if o["related"] else "the background's brightness"
-    said.append(f"Task A (left digit): {_compare(j['A'], s['A'])}. Task B ({what_b}): {_compare(j['B'], s['B'])}.")
-    gain_b, gain_a = j["B"] - s["B"], j["A"] - s["A"]
+    said = [f"Task A (left digit): {_compare(j['A'], s['A'])}. Task B ({what_b}): {_compare(j['B'], s['B'])}."]
     if o["related"]:
-        said.append("Shared features: both tasks read digits, so the strokes the trunk learns for one serve the other"
-                    + (f"; here that helped task B by {gain_b * 100:.1f} points." if gain_b > MARGIN else
-                       "; here sharing neither helped nor hurt much." if abs(gain_b) <= MARGIN else
-                       f"; still, task B lost {-gain_b * 100:.1f} points."))
+        said.append("Shared features (the notes: tasks should be able to share lower-level features): task B reads "
+                    f"a digit too, and sharing the trunk {_effect(gain_b, 'B')}.")
     else:
-        said.append("Shared features: brightness needs nothing a digit reader learns, so sharing has little to give"
-                    + (f", and task A lost {-gain_a * 100:.1f} points to the trunk it shared." if gain_a < -MARGIN else
-                       f"; task B gained {gain_b * 100:.1f} points anyway." if gain_b > MARGIN else
-                       "; as expected, neither task gained much."))
-    share = o["b_labels"]
-    if share >= 0.5:
-        said.append(f"Similar amounts of data: task B kept {share:.0%} of its labels, so both tasks pull on the "
-                    "trunk about equally.")
-    else:
-        said.append(f"Unequal amounts of data: task B kept only {share:.0%} of its labels. "
-                    + ("The joint network let B borrow what A's many labels taught the trunk." if gain_b > MARGIN else
-                       "B did not gain from A's labels here.")
-                    + (" Task A, with most of the labels, paid nothing for it." if gain_a >= -MARGIN else
-                       f" Task A lost {-gain_a * 100:.1f} points: B's loss, averaged over its few labelled pairs "
-                       "in each batch, pulls the shared trunk as hard as A's, and its pull is noisy. "
-                       "A lower weight for B shows the difference."))
-    w = o["width"]
-    worse = [t for t, g in (("A", gain_a), ("B", gain_b)) if g < -MARGIN]
-    ratio = j["params"] / max(s["params"], 1)
-    said.append(f"Network size: the trunk ends in {4 * w} features (width {w}); the joint network has "
-                f"{int(j['params']):,} parameters against {int(s['params']):,} for the two single-task networks "
-                f"({ratio:.0%})."
-                + (size_verdict(worse, s, share)))
+        said.append("Shared features (the notes: tasks should be able to share lower-level features): task B, the "
+                    f"background's brightness, needs nothing a digit reader learns; sharing the trunk "
+                    f"{_effect(gain_a, 'A')}.")
+    said.append(_amounts(o, gain_a, gain_b))
+    said.append(_size(o, j, s, gain_a, gain_b))
+    s_ = {t: learned[f"s_{t}"] for t in TASKS if learned and f"s_{t}" in learned}
+    if len(s_) == len(TASKS):
+        lighter = max(s_, key=s_.get)
+        said.append(f"Uncertainty weighting learned s_A = {s_['A']:.2f} and s_B = {s_['B']:.2f}: task {lighter}'s "
+                    f"loss ended weighted {math.exp(-s_[lighter]):.2f} against "
+                    f"{math.exp(-min(s_.values())):.2f} for the other.")
     return said
 
 
-def size_verdict(worse: list[str], single: dict[str, float], share: float) -> str:
-    if single["A"] < 0.5 and single["B"] < 0.5:
-        return (f" Even a single-task network of this trunk does poorly (A {single['A']:.3f}, B {single['B']:.3f}): "
-                "the trunk is too small for one task, let alone two.")
-    if not worse:
-        return " It was big enough to do both tasks without losing either."
-    lost = f" Sharing that trunk cost task {' and '.join(worse)} accuracy"
+def _amounts(o: dict[str, Any], gain_a: float, gain_b: float) -> str:
+    share = o["b_labels"]
+    kept = f"task B kept {share:.0%} of its labels ({max(1, round(share * o['pairs'])):,} of {o['pairs']:,} pairs)"
     if share >= 0.5:
-        return lost + ": a wider trunk may be needed to do well on both."
-    return lost + ", but with B's labels this scarce, the unequal data above may be the cause rather than the size."
+        return f"Similar amounts of data (the notes' second condition): {kept}, about as many as task A's."
+    return (f"Unequal amounts of data (the notes' second condition): {kept}. Each step took B's loss over a batch "
+            f"of its own labelled pairs and A's over a batch of all pairs; sharing the trunk {_effect(gain_b, 'B')} "
+            f"and {_effect(gain_a, 'A')}.")
+
+
+def _size(o: dict[str, Any], j: dict[str, float], s: dict[str, float], gain_a: float, gain_b: float) -> str:
+    w = o["width"]
+    said = (f"Network size (the notes' third condition): the trunk's last layer has {4 * w} channels (width {w}) on a "
+            f"{GRID}x{GRID} grid both heads read; the joint "
+            f"network has {int(j['params']):,} parameters against {int(s['params']):,} for the two single-task "
+            f"networks ({j['params'] / max(s['params'], 1):.0%}).")
+    worse = [t for t, g in (("A", gain_a), ("B", gain_b)) if g < -MARGIN]
+    if s["A"] < 0.5 and s["B"] < 0.5:
+        return said + (f" Even alone, each task reached only {s['A']:.3f} (A) and {s['B']:.3f} (B) on this trunk.")
+    if not worse:
+        return said + f" Sharing it cost neither task more than {MARGIN * 100:.0f} points."
+    return said + (f" Sharing it cost task {' and '.join(worse)} accuracy; a wider trunk is the run that tells "
+                   "whether size was the reason.")
+
+
+PAGE_EPOCHS, PAGE_LR = 5, 3e-3   # what the page and the command line start from
+# The lesson's setting: task B keeps 5% of its labels (100 of 2,000 pairs), where sharing has the most to give.
+PAGE_OPTIONS: dict[str, Any] = {**DEFAULTS, "b_labels": 0.05}
+
+
+def lab_plan(*, dataset: str = "digit_pairs", epochs: int = PAGE_EPOCHS, lr: float = PAGE_LR, seed: int = 0,
+             **opts: Any):
+    """The plan the page and the command line build: one-cycle at `lr`, the page's option for every one not given."""
+    from ..train.plan import Plan
+    return Plan(kind=KIND, dataset=dataset, epochs=epochs, lr=lr, seed=seed, schedule="one_cycle",
+                options={**PAGE_OPTIONS, **opts})
 
 
 # --- the command line ------------------------------------------------------------------------------
 def _add_arguments(p: argparse.ArgumentParser) -> None:
+    o = PAGE_OPTIONS
     p.add_argument("--dataset", default="digit_pairs", help=f"two-task images: {', '.join(PAIR_SOURCES)} "
                                                              "(default: digit_pairs)")
-    p.add_argument("--b-labels", type=float, default=1.0, help="share of task B's labels kept, in (0, 1] (default: 1)")
-    p.add_argument("--epochs", type=int, default=5, help="passes over the training pairs (default: 5)")
-    p.add_argument("--width", type=int, default=DEFAULTS["width"], help="trunk width (default: 16)")
+    p.add_argument("--b-labels", type=float, default=o["b_labels"],
+                   help=f"share of task B's labels kept, in (0, 1] (default: {o['b_labels']:g}, the page's)")
+    p.add_argument("--epochs", type=int, default=PAGE_EPOCHS, help=f"passes over the training pairs (default: {PAGE_EPOCHS})")
+    p.add_argument("--width", type=int, default=o["width"], help=f"trunk width (default: {o['width']})")
     p.add_argument("--unrelated", action="store_true", help="task B: the background's brightness, not the right digit")
-    p.add_argument("--weighting", choices=WEIGHTINGS, default="fixed", help="fixed weights, or learned uncertainty")
-    p.add_argument("--w-a", type=float, default=1.0, help="task A's loss weight (fixed weighting)")
-    p.add_argument("--w-b", type=float, default=1.0, help="task B's loss weight (fixed weighting)")
-    p.add_argument("--pairs", type=int, default=DEFAULTS["pairs"], help="training pairs (default: 2000)")
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default: 0.003)")
+    p.add_argument("--weighting", choices=WEIGHTINGS, default=o["weighting"], help="fixed weights, or learned uncertainty")
+    p.add_argument("--w-a", type=float, default=o["w_a"], help="task A's loss weight (fixed weighting)")
+    p.add_argument("--w-b", type=float, default=o["w_b"], help="task B's loss weight (fixed weighting)")
+    p.add_argument("--pairs", type=int, default=o["pairs"], help=f"training pairs (default: {o['pairs']})")
+    p.add_argument("--lr", type=float, default=PAGE_LR, help=f"peak learning rate (default: {PAGE_LR:g})")
     p.add_argument("--seed", type=int, default=0)
 
 
 def plan_for(args: argparse.Namespace):
-    from ..train.plan import Plan
-    opts = {"related": not args.unrelated, "b_labels": args.b_labels, "width": args.width,
-            "weighting": args.weighting, "w_a": args.w_a, "w_b": args.w_b, "pairs": args.pairs}
-    return Plan(kind=KIND, dataset=args.dataset, epochs=args.epochs, lr=args.lr, seed=args.seed,
-                schedule="one_cycle", options=opts)
+    return lab_plan(dataset=args.dataset, epochs=args.epochs, lr=args.lr, seed=args.seed, related=not args.unrelated,
+                    b_labels=args.b_labels, width=args.width, weighting=args.weighting, w_a=args.w_a, w_b=args.w_b,
+                    pairs=args.pairs)
 
 
 def summary(run) -> dict[str, Any]:
@@ -375,20 +431,3 @@ register_command(Command(KIND, "multi-task learning: a shared trunk for two task
                          description="Train one network on two tasks at once (left digit, and right digit or "
                                      "background) beside two single-task networks of the same trunk; print one "
                                      "JSON line with each side's accuracy per task and parameter count."))
-
-
-def per_task_rows(runs, names: dict[str, tuple[str, str]] | None = None) -> list[dict[str, Any]]:
-    """Compare's table for the multi-task runs among `runs`: one row each, every task's accuracy
-    for the joint and the single-task networks, and the settings that tell the runs apart."""
-    rows = []
-    for r in runs:
-        out = Outcome.of(r.results) if r.plan.kind == KIND else None
-        if out is None:
-            continue
-        o = options(r.plan)
-        rows.append({"run": (names or {}).get(r.id, (r.name,))[0], "task B": "right digit" if o["related"] else
-                     "background", "B labels": f"{o['b_labels']:.0%}", "width": o["width"],
-                     "joint A": out.joint["A"], "single A": out.single["A"], "joint B": out.joint["B"],
-                     "single B": out.single["B"], "joint params": int(out.joint["params"]),
-                     "single params": int(out.single["params"])})
-    return rows
