@@ -4,11 +4,16 @@ with one table of them (printed, and written to test-artifacts/lessons/table.md 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from pathlib import Path
 
 import pytest
+
+# One thread per run, however the suite is started (two xdist workers, or one process): CPU kernels
+# give the same numbers at a fixed thread count, so a lesson's per-seed figures are the same anywhere.
+os.environ.setdefault("TLCORE_CPU_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "test-artifacts" / "lessons"

@@ -34,7 +34,7 @@ def test_with_five_percent_of_its_labels_task_b_gains_from_the_related_task(less
     gain_a = {s: m["joint_A"] - m["single_A"] for s, m in page_runs.items()}
     holds = statistics.fmean(gain_b.values()) > mt.MARGIN and min(gain_b.values()) > 0
     lesson.record(claim="with 5% of B's labels the joint network beats single-task B",
-                  settings="page defaults: digit pairs, B = right digit, 5% of B's labels, width 16, 5 epochs",
+                  settings="page defaults: digit pairs, B = right digit, 5% of B's labels, w_B 0.5, width 16, 5 epochs",
                   figure="gain in B (joint - single)", per_seed=gain_b, holds=holds)
     kept = min(gain_a.values()) >= -POINT
     lesson.record(claim="task A, with all its labels, keeps its accuracy within a point",
