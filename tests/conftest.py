@@ -17,6 +17,16 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
+def _keep_main_module():
+    """AppTest runs a page as `__main__` and leaves it there; a worker process started afterwards
+    (spawn) re-runs whatever `__main__` names, and a page made from a function fails there."""
+    import sys
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
+
+
+@pytest.fixture(autouse=True)
 def _isolated_tlcore_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path_factory.mktemp("tlcore")
     monkeypatch.setenv("TLCORE_HOME", str(root / "home"))

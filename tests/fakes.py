@@ -5,6 +5,7 @@ import os
 import threading
 import time
 
+import tlcore.labs  # noqa: F401  (a worker that unpickles a fake validates its plan: it must know every kind)
 from tlcore.train.events import EpochEnded, RunEnded, RunStarted, Step
 
 

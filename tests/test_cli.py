@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from tlcore import __main__ as cli
+from tlcore import cli as cli_parts   # the subcommands' machinery; __main__ only calls it
 from tlcore.runs import RunStore
 from tlcore.train.plan import Plan
 
@@ -37,7 +38,7 @@ def test_train_help_gives_every_option_a_help_line_with_its_default(capsys):
     assert code == 0
     helps = _option_help(out)
     for f in dataclasses.fields(Plan):
-        if f.name in cli.NOT_OPTIONS:
+        if f.name in cli_parts.NOT_OPTIONS:
             continue
         flag = "--" + f.name.replace("_", "-")
         assert flag in helps, flag
@@ -53,12 +54,12 @@ def test_train_help_says_how_to_train_on_your_own_zip(capsys):
 
 
 def test_each_plan_field_is_explained_in_exactly_one_place():
-    comments = cli._field_comments()
+    comments = cli_parts._field_comments()
     assert "cut_frac" in comments and "seed" not in comments   # read from plan.py's field comments
     for f in dataclasses.fields(Plan):
         if f.name == "image_size":
             continue   # its help depends on the device and is written beside its option
-        assert (f.name in comments) != (f.name in cli._HELP), f.name
+        assert (f.name in comments) != (f.name in cli_parts._HELP), f.name
 
 
 def test_runs_prints_when_each_run_was_created_in_local_time(capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -24,8 +25,10 @@ def _until(condition, timeout: float = 120) -> None:
 
 @pytest.fixture
 def ray_runner(ray_address, postgres, tmp_path, monkeypatch):
-    import ray
-    ray.cloudpickle.register_pickle_by_value(fakes)   # the stand-in runs travel with the task
+    # The stand-in runs travel by name: a Ray worker imports `fakes` from this folder, and so every plan
+    # kind it registers (sent by value, a fake arrived without them and the worker could not read its plan).
+    here = str(Path(__file__).resolve().parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p))
     monkeypatch.setenv("TLCORE_RAY_ADDRESS", ray_address)
     store = RunStore(tmp_path, url=postgres.new_database())
     runner = JobRunner(store, max_concurrent=2, train_fn=run_plan)
@@ -42,7 +45,7 @@ def _worker_pid(store: RunStore, run_id: str) -> int:
 def test_a_run_on_ray_writes_its_events_to_the_postgres_store(ray_runner):
     ray_runner.train_fn = fakes.fake_train
     run_id = ray_runner.submit(Plan(epochs=3), owner="me")
-    assert ray_runner.wait(run_id, 120) == "finished"
+    assert ray_runner.wait(run_id, 120) == "finished", ray_runner.store.load(run_id).message
     run = ray_runner.store.load(run_id)
     assert len(run.epochs) == 3 and run.ended.status == "finished"
     assert ray_runner.store._row(run_id)["worker"]      # the task renewed its heartbeat

@@ -16,7 +16,7 @@ from tlcore.labs import similarity
 from tlcore.train.events import LabResult, RunEnded
 from tlcore.train.plan import CPU_IMAGE_SIZE, Plan
 
-import photo_sets   # tests/lessons/photo_sets.py (pytest puts this folder on sys.path)
+from lessons import photo_sets   # tests/lessons/photo_sets.py (tests/ is on sys.path; lessons is a package)
 
 pytestmark = pytest.mark.lessons
 
