@@ -1,8 +1,9 @@
 """The learning-rate finder's promise: training at the rate it suggests (the valley, the Train page's
-default button, rounded as the button rounds it) gets within 2 points of the best constant rate of a
+default button, rounded as the button rounds it) gets within 2 points of the best fixed rate of a
 decade sweep (1e-5 ... 1). On digits with the Train page's default plan (EfficientNet-Lite0, linear
-head, AdamW, batch 64, 3 epochs), at LESSON_SIZE px and a constant schedule so that only the rate
-differs, for a frozen backbone (feature_extractor) and for fine_tune_top, seeds 0, 1, 2."""
+head, AdamW, batch 64, 3 epochs, its STLR schedule: the finder suggests the peak rate a schedule
+starts from, which is how the page uses it), at LESSON_SIZE px, only the rate differing between
+runs, for a frozen backbone (feature_extractor) and for fine_tune_top, seeds 0, 1, 2."""
 from __future__ import annotations
 
 import math
@@ -40,6 +41,12 @@ def _final_acc(plan: Plan, tmp_path) -> float:
     return [e.val_acc for e in events if isinstance(e, EpochEnded)][-1]
 
 
+# Where the promise fails (measured, seeds 0-2, one thread): the valley sits 1-1.5 decades below the
+# best rate of the sweep, and 3 epochs at the Train page's STLR reward the higher rate: feature_extractor
+# 0.0012-0.0025 -> 0.758-0.780 against 0.1 -> 0.869-0.886; fine_tune_top 0.0003-0.0004 -> 0.841-0.864
+# against 0.01 -> 0.936-0.947. Strict: the day the suggestion lands within 2 points, this fails until
+# the mark goes.
+@pytest.mark.xfail(strict=True, reason="the valley is 1-1.5 decades below the best rate at the page's 3 epochs")
 @pytest.mark.parametrize("strategy", ["feature_extractor", "fine_tune_top"])
 def test_training_at_the_suggested_rate_is_within_2_points_of_the_best_decade(strategy, lesson, tmp_path,
                                                                                monkeypatch):
@@ -54,7 +61,7 @@ def test_training_at_the_suggested_rate_is_within_2_points_of_the_best_decade(st
             events = []
             run_plan(base.replace(kind="lr_find"), events.append, artifact_dir=tmp_path / f"find{seed}")
             suggested = rounded([e for e in events if isinstance(e, Metrics)][-1].values["lr_valley"])
-            plan = base.replace(schedule="constant")
+            plan = base
             accs = {lr: _final_acc(plan.replace(lr=lr), tmp_path / f"{seed}-{lr:g}") for lr in DECADES}
             best = max(accs, key=accs.get)
             at = _final_acc(plan.replace(lr=suggested), tmp_path / f"{seed}-suggested")
@@ -66,8 +73,8 @@ def test_training_at_the_suggested_rate_is_within_2_points_of_the_best_decade(st
     print(f"\n{strategy}\n" + "\n".join(rows) + f"\nCPU {time.process_time() - cpu:.0f} s")
     holds = all(g >= -WITHIN for g in gaps.values())
     lesson.record(claim=f"training at the finder's suggestion ({strategy}) is within 2 points of the best "
-                        "constant decade rate",
+                        "decade rate",
                   settings=f"digits, EfficientNet-Lite0, {strategy}, linear head, AdamW, batch {base.batch_size}, "
-                           f"{base.epochs} epochs, constant schedule, {LESSON_SIZE} px; rates 1e-5..1 and the valley",
+                           f"{base.epochs} epochs, {base.schedule} schedule, {LESSON_SIZE} px; rates 1e-5..1 and the valley",
                   figure=f"{strategy}: suggestion - best decade accuracy", per_seed=gaps, holds=holds)
     assert holds, f"{strategy}: the suggestion is more than {WITHIN} below the best decade:\n" + "\n".join(rows)

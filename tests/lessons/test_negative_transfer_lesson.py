@@ -15,6 +15,10 @@ class _Run:
         self.results = [e for e in events if isinstance(e, LabResult)]
 
 
+# Not yet shown at the defaults (issue 23, item 3, open): measured on seeds 0-2, ImageNet's gap against the
+# pixel SVM is -0.013 with a spread of 0.020 and the misleading source's +0.020 with a spread of 0.042,
+# both within their spread. Strict: the day both signs show, this fails until the mark goes.
+@pytest.mark.xfail(strict=True, reason="neither sign is beyond its spread over seeds at the page's defaults yet")
 def test_a_good_source_helps_and_a_misleading_one_hurts(tmp_path, lesson):
     d = nt.DEFAULTS
     assert d["seeds"] == len(SEEDS) and d["seed"] == SEEDS[0]
