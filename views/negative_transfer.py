@@ -2,7 +2,7 @@ import streamlit as st
 
 from tlcore.errors import TLCoreError
 from tlcore.labs import negative_transfer as nt
-from ui import services, state, widgets
+from ui import state, widgets
 
 D = nt.DEFAULTS
 state.start_page()
@@ -49,12 +49,8 @@ def _size_sentence() -> str:
             f"blown up; Lite0 learned from 224 px photos, and at 32 px its {nt.CUT} map is only 2×2.")
 
 
-@st.fragment(run_every=widgets.refresh_while_active(run_id))
-def live(run_id: str) -> None:
-    run = services.store().load(run_id, with_steps=False)
-    widgets.progress(run)
-    if run.status == "failed":
-        st.error(f"The comparison failed: {run.message}")
+def draw(run) -> None:
+    """The page's own part of the live view: per-seed accuracies, the gaps, what the run showed."""
     accs = nt.per_seed(run)
     if accs:
         st.dataframe([{"arm": nt.TITLES.get(a, a), **{f"seed {s}": round(v, 3) for s, v in sorted(accs[a].items())}}
@@ -91,7 +87,7 @@ def live(run_id: str) -> None:
 
 
 if run_id:
-    live(run_id)
+    widgets.live(run_id, draw, what="The comparison")
 else:
     st.caption(f"Press the button: each seed runs {len(nt.ARMS)} arms, one after another "
                f"({len(nt.ARMS)} × seeds in all).")
