@@ -127,7 +127,7 @@ def test_an_arm_trains_the_same_alone_or_after_another_so_arms_can_be_compared_o
 def test_a_run_counts_its_arms_and_applies_the_lambda_it_draws(tmp_path):
     from tlcore.labs.dann_arms import applied_lambda
     from tlcore.labs.grl import dann_lr
-    from tlcore.train.events import Step
+    from tlcore.train.events import Phase, Step
     # Whether DANN helps is the lessons suite's question (tests/lessons/test_dann_lesson.py); this one is quick.
     plan = dann.make_plan(epochs=3, per_class=10, image_size=16, device="cpu", arms=("source_only", "dann"))
     events = []
@@ -136,9 +136,9 @@ def test_a_run_counts_its_arms_and_applies_the_lambda_it_draws(tmp_path):
     steps = [e for e in events if isinstance(e, Step)]
     spe = steps[0].steps_per_epoch                            # 100 images in batches of 32: 4 steps an epoch
     assert spe == 4 and steps[-1].total_steps == 2 * 3 * spe and steps[-1].step == 2 * 3 * spe - 1
-    share, line = dann.progress(steps[-1], plan.option("arms"), plan.epochs)
-    assert line.startswith("arm 2 of 2: DANN · epoch 3 of 3") and share == 1.0
-    assert dann.progress(steps[0], plan.option("arms"), plan.epochs)[1].startswith("arm 1 of 2: Source only")
+    lines = [(e.name, e.done, e.total) for e in events if isinstance(e, Phase) and e.name.startswith("arm ")]
+    assert lines[0] == ("arm 1 of 2: Source only · epoch 1 of 3", 0, 6)   # what the page's progress line says
+    assert lines[-1] == ("arm 2 of 2: DANN · epoch 3 of 3", 5, 6) and len(lines) == 6
     first = steps[0]                                          # the annealed rate, from the arm's first step
     assert first.lrs[0] == pytest.approx(dann_lr(0.0, plan.lr))
     rows = [e.values for e in events if isinstance(e, LabResult) and e.schema == dann.EPOCH]

@@ -3,7 +3,6 @@ import streamlit as st
 from tlcore.errors import TLCoreError
 from tlcore.labs import dann, dann_figures
 from tlcore.models import MODELS
-from tlcore.train.events import Phase, Step
 from ui import services, state, widgets
 
 state.start_page()
@@ -85,30 +84,18 @@ st.caption(f"What DANN's training applies: {weight:g} × λ(p), with p the share
 run_id = widgets.queue_button("Run the three trainings", plan, "dann_runs", type="primary", disabled=state.locked())
 
 
-@st.fragment(run_every=widgets.refresh_while_active(run_id))
-def live(run_id: str) -> None:
-    active = services.store().status(run_id) == "running"
-    run = services.store().load(run_id, with_steps=active)    # the Step events say which arm is training
-    latest = next((e for e in reversed(run.events) if isinstance(e, (Step, Phase))), None) if active else None
-    if isinstance(latest, Step):     # an arm is training: "arm 2 of 3: DANN · epoch 5 of 8"
-        st.progress(*dann.progress(latest, run.plan.option("arms", dann.ARMS), run.plan.epochs))
-    else:
-        widgets.progress(run)
-    if run.status == "failed":
-        st.error(f"The run failed: {run.message}")
+def draw(run) -> None:
+    """The page's own part of the live view: the three arms' curves and their final scores."""
     rows = [r.values for r in run.results if r.schema == dann.EPOCH]
     if rows:
         st.plotly_chart(dann_figures.dann_curves(rows), key=f"dann-curves-{len(rows)}")
     finals = [r.values for r in run.results if r.schema == dann.FINAL]
     if finals:
         st.dataframe(dann_figures.final_table(finals), hide_index=True)
-    if not run.active and st.session_state.get("dann_shown") != run_id:
-        st.session_state.dann_shown = run_id
-        st.rerun()   # once: the embedding view below comes from the finished run's artifact
 
 
 if run_id:
-    live(run_id)
+    widgets.live(run_id, draw, what="The run")
     done = services.store().load(run_id, with_steps=False)
     finals = {r.values["arm"]: r.values for r in done.results if r.schema == dann.FINAL}
     emb = services.store().artifact(run_id, "embedding.pt") if not done.active else None

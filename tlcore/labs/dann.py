@@ -25,14 +25,14 @@ from torch import nn
 
 from ..errors import PlanError
 from ..kinds import Kind, register_kind
-from ..train.events import LabResult, Metrics, Phase, Step, register_schema
+from ..train.events import LabResult, Metrics, Phase, register_schema
 from ..train.phases import prepare, started
 from ..train.scope import Failed, RunScope, check_stop
+from .dann_arms import ARM_TITLES  # noqa: F401  (the page names the arms through this module)
 from .dann_arms import (DOMAIN_WEIGHT, EPOCH, MAX_SIZE, MIN_SIZE, Arms, BackboneDANN, features_and_scores, scores,
                         small_cnn_arms, train_arm)
 
 ARMS = ("source_only", "dann", "target_only")
-ARM_TITLES = {"source_only": "Source only", "dann": "DANN", "target_only": "Target labels (ceiling)"}
 MIN_PER_CLASS = 5                  # fewer training images per class than this cannot show anything
 DEFAULT_SIZE = 32
 # What the page, the command line and the lessons test start from (one table, so they cannot drift).
@@ -200,17 +200,6 @@ def run(plan, emit, should_stop, artifact_dir):
 
 
 register_kind(Kind("dann", "Domain adaptation (DANN)", run, validate=validate, results=(EPOCH, FINAL), unit="arm"))
-
-
-def progress(step: Step, arms: tuple[str, ...] | list[str], epochs: int) -> tuple[float, str]:
-    """The progress bar's share and line for a Step: the arms train one after another, and a Step's
-    index runs over all of them (train_arm's `position`), so the arm is where that index falls."""
-    n = max(len(arms), 1)
-    per_arm = max(step.total_steps // n, 1)
-    i = min(step.step // per_arm, n - 1)
-    return (min((step.step + 1) / max(step.total_steps, 1), 1.0),
-            f"arm {i + 1} of {n}: {ARM_TITLES[arms[i]]} · epoch {step.epoch + 1} of {epochs} · "
-            f"{step.images_per_s:,.0f} images/s")
 
 
 # --- the command line ---------------------------------------------------------------------------------------

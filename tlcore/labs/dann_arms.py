@@ -12,11 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..train.events import LabResult, register_schema
+from ..train.events import LabResult, Phase, register_schema
 from ..train.phases import Clock, run_steps
 from ..train.scope import Failed
 from .grl import GradientReversal, dann_lambda, dann_lr
 
+ARM_TITLES = {"source_only": "Source only", "dann": "DANN", "target_only": "Target labels (ceiling)"}
 MIN_SIZE, MAX_SIZE = 16, 64        # the small CNN: below 16 px its two pools leave nothing; above 64 use a zoo model
 # Scales the paper's lambda(p); 1 is the paper's schedule as is. It was 0.3 (it capped the reversal at
 # 0.3 while the page drew lambda -> 1). With per-domain batches (dann_step) the full weight gains more:
@@ -189,6 +190,9 @@ def train_arm(arm: str, plan, arms: Arms, emit, should_stop, *, position: tuple[
             return dann_step(net, opt, arm, arms, *batches.at(first + i))
 
         net.train()
+        # The progress line lab pages show (they read Phase events, not every Step): which arm, which epoch.
+        emit(Phase(f"arm {position[0] + 1} of {position[1]}: {ARM_TITLES[arm]} · epoch {epoch + 1} of {plan.epochs}",
+                   position[0] * plan.epochs + epoch, position[1] * plan.epochs))
         clock = Clock(t0, position[0] * total + epoch * spe, position[1] * total)
         run_steps(spe, one, epoch=epoch, clock=clock, batch=2 * batches.size, emit=emit, should_stop=should_stop,
                   lrs=lambda: (opt.param_groups[0]["lr"],), on_loss=_check_finite)

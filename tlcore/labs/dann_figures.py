@@ -4,8 +4,9 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .dann_arms import ARM_TITLES
+
 ARM_COLOURS = {"source_only": "#d62728", "dann": "#1f77b4", "target_only": "#2ca02c"}
-ARM_TITLES = {"source_only": "Source only", "dann": "DANN", "target_only": "Target labels (ceiling)"}
 METRICS = (("target_acc", "Target accuracy"), ("source_acc", "Source accuracy"), ("domain_acc", "Domain accuracy"))
 
 
