@@ -25,7 +25,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import load_plan_data
 from ..data.splits import subsample
 from ..errors import PlanError
 from ..inspect.core import pool
@@ -149,6 +148,47 @@ def _imagenet_pool(prepared, emit, should_stop) -> tuple[np.ndarray, np.ndarray]
     return pool(src.train.float()).cpu().numpy(), pool(src.val.float()).cpu().numpy()
 
 
+def _arm_acc(arm: str, here, keep: torch.Tensor, imagenet: tuple, vy, seed: int, should_stop, emit) -> float:
+    """One arm's target accuracy on one seed's training sample (`here.data`)."""
+    data = here.data
+    if arm == "pixel_svm":
+        return _pixel_svm(data.train_x, data.train_y, data.val_x, data.val_y, seed)
+    if arm == "scratch":
+        return _scratch(here.plan, data, seed, here.policy.device, should_stop)
+    ty = data.train_y.numpy()
+    if arm == "imagenet":
+        im_tr, im_va = imagenet
+        return _logreg(im_tr[keep.numpy()], ty, im_va, vy, seed)
+    net = build(here, pretrained=arm == "misleading")
+    if arm == "misleading":
+        _mislead(net, here, seed, should_stop, emit)
+    return _logreg(_features(net, here.prep, data.train_x), ty, _features(net, here.prep, data.val_x), vy, seed)
+
+
+def _sweep(full, imagenet: tuple, vy, seeds: list[int], imbalance: float, should_stop, emit) -> None:
+    """Where the sign flips with the per-class count: ImageNet against the pixel SVM, both cheap here."""
+    im_tr, im_va = imagenet
+    for n in SWEEP_PER_CLASS:
+        for seed in seeds:
+            check_stop(should_stop)
+            keep = subsample(full.train_y, full.num_classes, n, imbalance, seed)
+            ty = full.train_y[keep]
+            emit(LabResult(SWEEP, {"per_class": n, "seed": seed,
+                                   "imagenet_acc": _logreg(im_tr[keep.numpy()], ty.numpy(), im_va, vy, seed),
+                                   "pixel_svm_acc": _pixel_svm(full.train_x[keep], ty, full.val_x, full.val_y, seed)}))
+
+
+def _emit_gaps(accs: dict[str, list[float]], seeds: list[int], emit) -> None:
+    sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0   # noqa: E731
+    for src in SOURCES:
+        gaps_s = [(1 - a) - (1 - b) for a, b in zip(accs[src], accs["scratch"])]
+        gaps_p = [(1 - a) - (1 - b) for a, b in zip(accs[src], accs["pixel_svm"])]
+        emit(LabResult(GAP, {"source": src, "acc_mean": statistics.mean(accs[src]), "acc_std": sd(accs[src]),
+                             "gap_vs_scratch": statistics.mean(gaps_s), "gap_vs_pixel_svm": statistics.mean(gaps_p),
+                             "gap_std": sd(gaps_s), "seeds": len(seeds)}))
+    emit(Metrics({f"{a}_acc": statistics.mean(v) for a, v in accs.items()}))
+
+
 def run(plan, emit, should_stop, artifact_dir):
     with RunScope(plan, emit, artifact_dir) as scope:
         # The full training pool: each seed's target sample is the rows load_plan_data would keep.
@@ -160,51 +200,22 @@ def run(plan, emit, should_stop, artifact_dir):
         seeds = [plan.seed + i for i in range(plan.option("seeds", DEFAULTS["seeds"]))]
         total, done = len(seeds) * len(ARMS), 0
         emit(Phase("imagenet features", 0, total))
-        im_tr, im_va = _imagenet_pool(prepared, emit, should_stop)
+        imagenet = _imagenet_pool(prepared, emit, should_stop)
         vy = full.val_y.numpy()
-        picks = {s: subsample(full.train_y, full.num_classes, plan.per_class, plan.imbalance, s) for s in seeds}
         accs: dict[str, list[float]] = {a: [] for a in ARMS}
         for seed in seeds:
-            keep = picks[seed]
+            keep = subsample(full.train_y, full.num_classes, plan.per_class, plan.imbalance, seed)
             data = dataclasses.replace(full, train_x=full.train_x[keep], train_y=full.train_y[keep])
             here = dataclasses.replace(prepared, plan=plan.replace(seed=seed), data=data)
-            ty = data.train_y.numpy()
             for arm in ARMS:
                 check_stop(should_stop)
                 emit(Phase(f"{arm}, seed {seed}", done, total))
-                if arm == "pixel_svm":
-                    acc = _pixel_svm(data.train_x, data.train_y, data.val_x, data.val_y, seed)
-                elif arm == "scratch":
-                    acc = _scratch(plan, data, seed, here.policy.device, should_stop)
-                elif arm == "imagenet":
-                    acc = _logreg(im_tr[keep.numpy()], ty, im_va, vy, seed)
-                else:
-                    net = build(here, pretrained=arm == "misleading")
-                    if arm == "misleading":
-                        _mislead(net, here, seed, should_stop, emit)
-                    acc = _logreg(_features(net, here.prep, data.train_x), ty,
-                                  _features(net, here.prep, data.val_x), vy, seed)
+                acc = _arm_acc(arm, here, keep, imagenet, vy, seed, should_stop, emit)
                 accs[arm].append(acc)
                 done += 1
                 emit(LabResult(RUN, {"arm": arm, "seed": seed, "target_acc": acc}))
-        # Where the sign flips with the per-class count: ImageNet against the pixel SVM, both cheap here.
-        for n in SWEEP_PER_CLASS:
-            for seed in seeds:
-                check_stop(should_stop)
-                keep = subsample(full.train_y, full.num_classes, n, plan.imbalance, seed)
-                ty = full.train_y[keep]
-                emit(LabResult(SWEEP, {"per_class": n, "seed": seed,
-                                       "imagenet_acc": _logreg(im_tr[keep.numpy()], ty.numpy(), im_va, vy, seed),
-                                       "pixel_svm_acc": _pixel_svm(full.train_x[keep], ty, full.val_x, full.val_y,
-                                                                   seed)}))
-        sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0   # noqa: E731
-        for src in SOURCES:
-            gaps_s = [(1 - a) - (1 - b) for a, b in zip(accs[src], accs["scratch"])]
-            gaps_p = [(1 - a) - (1 - b) for a, b in zip(accs[src], accs["pixel_svm"])]
-            emit(LabResult(GAP, {"source": src, "acc_mean": statistics.mean(accs[src]), "acc_std": sd(accs[src]),
-                                 "gap_vs_scratch": statistics.mean(gaps_s), "gap_vs_pixel_svm": statistics.mean(gaps_p),
-                                 "gap_std": sd(gaps_s), "seeds": len(seeds)}))
-        emit(Metrics({f"{a}_acc": statistics.mean(v) for a, v in accs.items()}))
+        _sweep(full, imagenet, vy, seeds, plan.imbalance, should_stop, emit)
+        _emit_gaps(accs, seeds, emit)
 
 
 # RUN last: the progress line counts what ran, one row per seed and arm.
