@@ -95,7 +95,7 @@ def draw(run) -> None:
 
 
 if run_id:
-    widgets.live(run_id, draw, what="The run")
+    widgets.live(run_id, draw, what="The run", stop="Stop")
     done = services.store().load(run_id, with_steps=False)
     finals = {r.values["arm"]: r.values for r in done.results if r.schema == dann.FINAL}
     emb = services.store().artifact(run_id, "embedding.pt") if not done.active else None

@@ -87,7 +87,7 @@ def draw(run) -> None:
 
 
 if run_id:
-    widgets.live(run_id, draw, what="The comparison")
+    widgets.live(run_id, draw, what="The comparison", stop="Stop")
 else:
     st.caption(f"Press the button: each seed runs {len(nt.ARMS)} arms, one after another "
                f"({len(nt.ARMS)} × seeds in all).")
