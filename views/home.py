@@ -25,8 +25,21 @@ st.markdown("""
 3. **Train** — choose what to freeze and how to schedule the learning rate; watch loss, accuracy and the confusion matrix live.
 4. **Results** — precision, recall, F1 per class and the images the model got wrong.
 5. **Compare** — put frozen, fine-tuned, gradually unfrozen and from-scratch runs side by side.
-6. **Metrics lab** — why F1 uses the harmonic mean.
-7. **Strategy guide** — where your dataset sits on the size × similarity grid, and what to try first.
+""")
+st.markdown("Then the **labs**, each answering one question from the lecture notes:")
+# One link per lab page of app.py's "Labs" section (tests/test_nav.py keeps the two lists in step).
+LABS = [
+    ("views/where_to_transfer.py", "Where to transfer", "which layer group's features serve your task best"),
+    ("views/inside.py", "Inside the CNN", "filters, activation maps and Grad-CAM: what a layer responds to"),
+    ("views/domain_adaptation.py", "Domain adaptation", "training on one domain for another, by gradient reversal"),
+    ("views/negative_transfer.py", "Negative transfer", "when a pretrained start does worse than none"),
+    ("views/multitask.py", "Multi-task lab", "two tasks sharing one trunk, one of them with few labels"),
+]
+for path, title, question in LABS:
+    st.page_link(path, label=f"{title}: {question}", icon=":material/science:")
+st.markdown("""
+And two guides: the **Metrics lab** (why F1 uses the harmonic mean) and the **Strategy guide** (where
+your dataset sits on the size × similarity grid, and what to try first).
 """)
 
 c1, c2 = st.columns(2)
