@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
-import time
 from typing import Any, Sequence
 
 from .cli import COMMANDS, Parser, Progress, plan_options, run_plan_here
@@ -66,15 +66,14 @@ def _result(run: Any, plan: Any, notes: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def _local_time(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
-
-
-def _run_rows() -> list[dict[str, Any]]:
+def _run_rows(full: bool) -> list[dict[str, Any]]:
+    """Readable cells by default (tlcore.runlist.row); with --json every stored field. Never the owner."""
+    from . import labs  # noqa: F401  (each lab's kind says what network its runs train)
+    from .runlist import record, row
     from .runs import RunStore
     store = RunStore()
     store.sweep()   # runs whose process was killed show as interrupted, not as running for ever
-    return [{**dataclasses.asdict(s), "created": _local_time(s.created)} for s in store.list()]
+    return [(record if full else row)(s) for s in store.list()]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     plan_options(sub.add_parser("train", help="run one plan and print a JSON line", epilog=_EPILOG,
                                  description="Run one plan: every option is a plan field.",
                                  formatter_class=argparse.RawDescriptionHelpFormatter))
-    sub.add_parser("runs", help="list stored runs (created: local time)")
+    runs = sub.add_parser("runs", help="list stored runs (created: local time)")
+    runs.add_argument("--json", action="store_true", help="every stored field of each run, as a JSON list")
     pre = sub.add_parser("prefetch", help="download datasets and model weights into their caches before a class",
                          description="Fetch each named dataset or model now (names as `datasets` and `models` list "
                                      "them), with a progress bar, so no student waits on a download.")
@@ -111,7 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "settings":
             print(_table(settings.rows()))
         elif args.command == "runs":
-            print(_table(_run_rows()))
+            rows = _run_rows(args.json)
+            print(json.dumps(rows, indent=1) if args.json else _table(rows))
         elif args.command == "train":
             return _cmd_train(args)
         elif args.command == "prefetch":

@@ -76,7 +76,9 @@ def _field_comments() -> dict[str, str]:
 
 def _help(name: str, comments: dict[str, str], default: Any) -> str:
     text = comments.get(name) or _HELP.get(name, name.replace("_", " "))
-    shown = {None: "unset", True: "on", False: "off", "": "none"}.get(default, default)
+    # By identity: 1 == True and 0.0 == False, so a lookup keyed by True/False called 1.0 "on".
+    shown = ("unset" if default is None else ("on" if default else "off") if isinstance(default, bool)
+             else "none" if default == "" else default)
     return f"{text} (default: {shown})".replace("%", "%%")
 
 

@@ -37,6 +37,9 @@ class Kind:
     # What one summary row is called ("arm", "cut", ...): a lab's progress line counts what it ran in these,
     # since labs emit no EpochEnded. A kind without a summary (a training run) counts epochs.
     unit: str = ""
+    # The network a run of this kind trains, in words, for lists of runs (CLI, Teacher page): a lab whose
+    # plan's `model` and `strategy` are placeholders says what it really trains. None: the plan's model.
+    network: Callable[[Any], str] | None = None
 
 
 KINDS: dict[str, Kind] = {}

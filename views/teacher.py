@@ -1,7 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from tlcore import teacher
+from tlcore import runlist, teacher
 from tlcore.errors import TLCoreError
 from ui import services, state
 
@@ -38,12 +38,10 @@ def class_runs() -> None:
     c[0].metric("Runs", len(runs))
     c[1].metric("Training or waiting", len(active))
     c[2].metric("Students", len({r.owner for r in runs if r.owner and r.owner != "cli"}))
-    table = pd.DataFrame([{"who": teacher.pseudonym(r.owner), "lesson": r.lesson or "—", "kind": r.kind,
-                           "strategy": r.strategy, "model": r.model, "dataset": r.dataset_name or r.dataset,
-                           "status": r.status, "val_acc": r.val_acc, "seconds": r.seconds, "run": r.id}
-                          for r in runs])
+    # runlist.row: a lab run by its lab and the network it really trains (as `python -m tlcore runs`).
+    table = pd.DataFrame([{"who": teacher.pseudonym(r.owner), **runlist.row(r)} for r in runs])
     if not table.empty:
-        st.dataframe(table.style.format({"val_acc": "{:.3f}", "seconds": "{:.1f}"}, na_rep="—"), hide_index=True)
+        st.dataframe(table, hide_index=True)
     else:
         st.caption("No runs yet.")
     lessons = teacher.lessons(runs)
@@ -56,7 +54,7 @@ def class_runs() -> None:
     if active:
         st.subheader("Stop a run")
         doomed = st.selectbox("Run", [r.id for r in active], key="teacher_stop",
-                              format_func=lambda i: next(f"{teacher.pseudonym(r.owner)} · {r.strategy} · {r.model} · "
+                              format_func=lambda i: next(f"{teacher.pseudonym(r.owner)} · {runlist.what(r)} · {runlist.network(r)} · "
                                                          f"{r.status} ({i[-6:]})" for r in active if r.id == i))
         if st.button("Stop this run"):
             try:

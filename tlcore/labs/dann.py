@@ -199,7 +199,8 @@ def run(plan, emit, should_stop, artifact_dir):
         emit(Metrics({f"{arm}_{k}": v for arm, r in finals.items() for k, v in r.items()}))
 
 
-register_kind(Kind("dann", "Domain adaptation (DANN)", run, validate=validate, results=(EPOCH, FINAL), unit="arm"))
+register_kind(Kind("dann", "Domain adaptation (DANN)", run, validate=validate, results=(EPOCH, FINAL), unit="arm",
+                   network=lambda p: p.model if p.options.get("network") == "backbone" else "small CNN (random init)"))
 
 
 # --- the command line ---------------------------------------------------------------------------------------

@@ -285,7 +285,8 @@ def emit_outcome(arms: list[Arm], final: dict[str, dict[str, float]], share: flo
     emit(Metrics(metrics))
 
 
-register_kind(Kind(KIND, "Multi-task comparison", run, validate=validate, results=(EPOCH_SCHEMA, ARM_SCHEMA), unit="arm"))
+register_kind(Kind(KIND, "Multi-task comparison", run, validate=validate, results=(EPOCH_SCHEMA, ARM_SCHEMA), unit="arm",
+                   network=lambda p: "small CNN trunk, one head per task"))
 
 
 # --- reading a finished run ------------------------------------------------------------------------

@@ -220,7 +220,7 @@ def run(plan, emit, should_stop, artifact_dir):
 
 # RUN last: the progress line counts what ran, one row per seed and arm.
 register_kind(Kind("negative_transfer", "Negative transfer", run, validate=validate, results=(GAP, SWEEP, RUN),
-                   unit="arm run"))
+                   unit="arm run", network=lambda p: f"{p.model} up to {CUT} (each source) vs a small CNN"))
 
 
 # --- reading a run back: the verdicts the page and the lesson state ---------------------------------------

@@ -1,0 +1,91 @@
+"""What a student and a teacher tripped over (issue 28): the CLI's help and run list, the Teacher page's
+lab rows, claims a 2-core CPU does not keep. Quick: no training beyond a stand-in."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from tlcore import __main__ as cli
+from tlcore.labs import dann, multitask, negative_transfer
+from tlcore.runs import RunStore
+from tlcore.train.plan import Plan
+
+ROOT = Path(__file__).resolve().parents[1]
+IDENTITY = "0f3c9a1e-identity-token-of-a-browser-7d2b"
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_train_help_shows_numbers_as_numbers_and_switches_as_on_or_off(capsys):
+    """1.0 == True and 0.0 == False: a lookup keyed by the booleans called --imbalance 'on'."""
+    _, out, _ = _run(capsys, "train", "--help")
+    blocks = re.split(r"\n  (?=--)", out.split("options:")[1])
+    helps = {b.split()[0].rstrip(","): " ".join(b.split()) for b in blocks if b.startswith("--")}
+    for flag, default in (("--imbalance", "1.0"), ("--top-groups", "1"), ("--warmup-frac", "0.0"),
+                          ("--augment", "off"), ("--per-class", "unset")):
+        assert helps[flag].endswith(f"(default: {default})"), helps[flag]
+
+
+def _class_runs() -> dict[str, str]:
+    """A CLI zip run, one of each lab that names no zoo network, from one browser: kind -> run id."""
+    store = RunStore()
+    zip_plan = Plan(dataset="folder", dataset_path="/home/teacher/photos/ants_bees.zip", image_size=32)
+    return {"train": store.create(zip_plan, owner=IDENTITY),
+            "multitask": store.create(multitask.lab_plan(), owner=IDENTITY),
+            "dann": store.create(dann.make_plan(), owner=IDENTITY),
+            "negative_transfer": store.create(negative_transfer.make_plan(), owner=IDENTITY)}
+
+
+def test_runs_is_a_readable_table_naming_uploads_and_labs_and_no_one(capsys):
+    ids = _class_runs()
+    code, out, _ = _run(capsys, "runs")
+    assert code == 0 and IDENTITY not in out
+    lines = out.splitlines()
+    assert len(lines) == 1 + len(ids) and max(map(len, lines)) < 200, max(map(len, lines))
+    row = {kind: next(line for line in lines if run_id in line) for kind, run_id in ids.items()}
+    assert "ants_bees.zip" in row["train"] and " folder " not in row["train"]
+    assert "Multi-task comparison" in row["multitask"] and "small CNN trunk" in row["multitask"]
+    assert "efficientnet_lite0" not in row["multitask"] and "feature_extractor" not in row["multitask"]
+    assert "Domain adaptation (DANN)" in row["dann"] and "scratch" not in row["dann"]
+    assert "Negative transfer" in row["negative_transfer"] and "feature_extractor" not in row["negative_transfer"]
+    assert not re.search(r"\bNone\b", out)
+
+
+def test_runs_json_has_every_stored_field_but_the_owner(capsys):
+    ids = _class_runs()
+    code, out, _ = _run(capsys, "runs", "--json")
+    assert code == 0 and IDENTITY not in out
+    rows = {r["id"]: r for r in json.loads(out)}
+    assert set(rows) == set(ids.values())
+    zip_run = rows[ids["train"]]
+    assert "owner" not in zip_run and zip_run["plan"]["dataset_path"].endswith("ants_bees.zip")
+    assert zip_run["dataset_shown"] == "ants_bees.zip" and zip_run["network"] == "efficientnet_lite0"
+    assert rows[ids["dann"]]["network"] == "small CNN (random init)"
+
+
+def test_the_teacher_page_calls_lab_runs_by_their_lab_and_network(monkeypatch):
+    monkeypatch.setenv("TLCORE_TEACHER_KEY", "s3cret")
+    ids = _class_runs()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page(str(ROOT / "views" / "teacher.py")).run()
+    at.text_input[0].set_value("s3cret").run()
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("run")
+    assert table.loc[ids["multitask"], "what"] == "Multi-task comparison"
+    assert table.loc[ids["multitask"], "network"] == "small CNN trunk, one head per task"
+    assert table.loc[ids["dann"], "network"] == "small CNN (random init)"
+    assert table.loc[ids["negative_transfer"], "network"].startswith("efficientnet_lite0 up to stage3")
+    assert table.loc[ids["train"], "dataset"] == "ants_bees.zip"
+    cells = table.astype(str).to_numpy().ravel()
+    assert "None" not in cells and "nan" not in cells   # empty cells read "—"
