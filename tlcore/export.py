@@ -14,7 +14,6 @@ scikit-learn head (the lab keeps their predictions and metrics, not the fitted c
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 from dataclasses import dataclass
@@ -30,8 +29,6 @@ FORMATS = ("torchscript", "onnx")
 SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
 CHECK_IMAGES = 32          # validation images each export is checked on
 TOLERANCE = 1e-3           # largest difference in any probability the check accepts
-MAX_FILE_BYTES = 25 * 2**20
-MAX_PIXELS = 40_000_000
 
 
 class ExportError(TLCoreError):
@@ -40,10 +37,6 @@ class ExportError(TLCoreError):
 
 class NotExportable(TLCoreError):
     """The run has no network to export; the message says what it has instead."""
-
-
-class BadImage(TLCoreError):
-    """An input to predict that is not an image this lab can read; the message says why."""
 
 
 class Packaged(nn.Module):
@@ -86,6 +79,8 @@ def load(store, run_id: str) -> Loaded:
     from .artifacts import NoNetwork, load_network
     from .models import MODELS
     run = store.load(run_id, with_steps=False)
+    if run.active:   # its model file is not there yet, or is the last epoch's and still changing
+        raise NotExportable(f"run {run_id} is still {run.status}: export it once it has ended")
     reason = exportable_reason(run.plan)
     if reason:
         raise NotExportable(reason)
@@ -246,36 +241,8 @@ def _remove(p: Path) -> None:
 
 
 # --- predicting on new images ----------------------------------------------------------------------
-def read_image(data: bytes, size: int, name: str = "the file") -> torch.Tensor:
-    """Bytes of an image file -> uint8 [3, size, size] RGB, as the datasets are made (shorter side
-    resized, centre crop). Greyscale, palette, CMYK, 16-bit and transparent images are converted
-    the way a viewer shows them; what cannot be read raises BadImage with the reason."""
-    from PIL import Image, UnidentifiedImageError
-
-    from .data.images import square, to_rgb
-    if len(data) > MAX_FILE_BYTES:
-        raise BadImage(f"{name} is {len(data) / 2**20:,.1f} MB: files up to {MAX_FILE_BYTES // 2**20} MB are read")
-    if not data:
-        raise BadImage(f"{name} is empty")
-    try:
-        img = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError:
-        raise BadImage(f"{name} declares more pixels than this lab reads ({MAX_PIXELS:,})") from None
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise BadImage(f"{name} is not an image this lab can read (JPEG, PNG, WebP, BMP, GIF, TIFF)") from None
-    w, h = img.size
-    if w * h > MAX_PIXELS:
-        raise BadImage(f"{name} is {w:,} x {h:,} pixels; images up to {MAX_PIXELS / 1e6:.0f} megapixels are read: "
-                       "shrink it first")
-    try:
-        img.seek(0)
-        if img.format in ("JPEG", "MPO"):
-            img.draft("RGB", (size, size))   # decode at a reduced scale when it still leaves enough pixels
-        img.load()
-        rgb = to_rgb(img)
-    except (OSError, ValueError, SyntaxError) as e:
-        raise BadImage(f"{name} could not be decoded ({e}); it may be truncated or damaged") from None
-    return square(rgb, size)
+# One checked decoder for every image a person hands in (tlcore.data.images.read_checked).
+from .data.images import MAX_FILE_BYTES, MAX_PIXELS, BadImage, read_checked as read_image  # noqa: E402,F401
 
 
 def predict(loaded: Loaded, images: torch.Tensor, k: int = 3) -> list[list[tuple[str, float]]]:

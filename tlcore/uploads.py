@@ -121,7 +121,10 @@ def webcam_dir(owner: str, root: Path | None = None) -> Path:
 
 
 def save_shot(owner: str, class_name: str, jpeg: bytes, root: Path | None = None) -> int:
-    """Add one webcam photo to a class; returns the class's shot count."""
+    """Add one webcam photo to a class; returns the class's shot count. The photo goes through the
+    checked decoder first (BadImage, one line, for anything that is not an image it reads)."""
+    from .data.images import check_photo
+    check_photo(jpeg, "the webcam photo")
     safe = re.sub(r"[^A-Za-z0-9 _-]", "_", class_name).strip()[:60] or "class"
     folder = webcam_dir(owner, root) / safe
     folder.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from tlcore import export
+from tlcore.data.images import BadImage, read_checked
 from tlcore.runs import Run
 
 from . import services
@@ -71,8 +72,11 @@ def export_box(run: Run) -> None:
                 st.error(f"Export failed: {e}")
     done = st.session_state.get(done_key)
     if done is not None and done.path.exists():
-        st.success(f"Checked on {done.checked_on} validation images: probabilities within {done.max_difference:.1g} "
-                   f"of the lab's, top class the same on {done.agreement:.0%}.")
+        # An exact match printed as "within 0", which reads as a broken number: say "identical" instead.
+        close = ("identical to the lab's" if done.max_difference == 0
+                 else f"within {done.max_difference:.1g} of the lab's")
+        st.success(f"Checked on {done.checked_on} validation images: probabilities {close}, "
+                   f"top class the same on {done.agreement:.0%}.")
         d1, d2 = st.columns(2)
         d1.download_button(f"Download {done.path.name} ({done.path.stat().st_size / 2**20:,.1f} MB)",
                            done.path.read_bytes, file_name=done.path.name, mime="application/octet-stream",
@@ -108,8 +112,8 @@ def predict_box(run: Run) -> None:
     for i, f in enumerate(items[:MAX_IMAGES]):
         name = getattr(f, "name", "photo")
         try:
-            img = export.read_image(f.getvalue(), loaded.size, name)
-        except export.BadImage as e:
+            img = read_checked(f.getvalue(), loaded.size, name)   # the one checked decoder for a person's image
+        except BadImage as e:
             st.error(str(e))
             continue
         top = export.predict(loaded, img[None], TOP_K)[0]

@@ -48,10 +48,14 @@ def your_images() -> None:
         shot = st.camera_input("Take a photo for this class")
         if shot is not None and cls:
             # The camera keeps showing its last photo on every rerun: save each photo once only.
-            n = ui_data.save_new_shot(shot.getvalue(), cls, owner, st.session_state)
-            if n is not None:
+            try:
+                n = ui_data.save_new_shot(shot.getvalue(), cls, owner, st.session_state)
+            except DatasetError as e:   # not a photo the checked decoder reads: one line, nothing kept
+                st.error(str(e))
+                n = False
+            if n:
                 st.success(f"Saved. Class {cls!r} now has {n} shot(s).")
-            else:
+            elif n is None:
                 st.caption("This photo is saved already. Clear it and take another one for the next shot.")
         counts = ui_data.webcam_counts(owner)
         if counts:

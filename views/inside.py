@@ -88,9 +88,11 @@ with tab_a:
         f = st.file_uploader("An image", type=["png", "jpg", "jpeg"]) if source == "upload one" else \
             st.camera_input("A photo")
         if f is not None:
-            from PIL import Image
-            pic = np.asarray(Image.open(f).convert("RGB").resize((size, size)))
-            img = torch.from_numpy(pic).permute(2, 0, 1)[None].contiguous()
+            from tlcore.data.images import BadImage, read_checked
+            try:   # the one checked decoder for a person's image: caps read from its header, one line if bad
+                img = read_checked(f.getvalue(), size, getattr(f, "name", None) or "the photo")[None]
+            except BadImage as e:
+                st.error(str(e))
     if img is not None:
         st.session_state["inside_image"] = img
         maps = insp.activations(run_net if run_net is not None else base, prep(img), top=8)

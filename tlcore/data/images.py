@@ -1,7 +1,14 @@
-"""Decode and resize once, at load time: everything downstream sees uint8 [N,3,S,S] tensors."""
+"""Decode and resize once, at load time: everything downstream sees uint8 [N,3,S,S] tensors.
+
+`read_checked` is the one door for an image a person hands the server (Predict, Inside the CNN,
+a webcam shot): its size and pixel count are read from the header and checked before any pixel is
+decoded, JPEGs decode straight at a reduced scale, large images are reduced before they are
+converted, and whatever cannot be read ends in one plain `BadImage` line, never a traceback.
+"""
 from __future__ import annotations
 
 import io
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -9,13 +16,72 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..errors import DatasetError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+# What a person may hand the server: the formats browsers and cameras make (no PSD, EPS, ... parsers; JPEG opens MPO too).
+PERSON_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+MAX_FILE_BYTES = 25 * 2**20
+# A decoded image holds at most 4 bytes a pixel (RGBA): 40 MP is at most 160 MB, once, per image.
+MAX_PIXELS = 40_000_000
+
+
+class BadImage(DatasetError):
+    """A file a person gave that is not an image this lab reads; the message says why, in one line."""
+
+
+def _header(data: bytes, name: str) -> Image.Image:
+    """The image's header only (no pixel decoded), checked against the byte and pixel caps."""
+    if not data:
+        raise BadImage(f"{name} is empty")
+    if len(data) > MAX_FILE_BYTES:
+        raise BadImage(f"{name} is {len(data) / 2**20:,.1f} MB: files up to {MAX_FILE_BYTES // 2**20} MB are read")
+    try:
+        with warnings.catch_warnings():   # PIL's warning fires below its error; our own cap, just below, is lower
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=PERSON_FORMATS)
+    except Image.DecompressionBombError:
+        raise BadImage(f"{name} declares more pixels than this lab reads ({MAX_PIXELS / 1e6:.0f} megapixels): "
+                       "shrink it first") from None
+    except Exception:  # noqa: BLE001 - any parser failure on hostile bytes is "not an image we read"
+        raise BadImage(f"{name} is not an image this lab can read (JPEG, PNG, WebP, BMP, GIF, TIFF)") from None
+    w, h = img.size
+    if w * h > MAX_PIXELS or w < 1 or h < 1:
+        raise BadImage(f"{name} is {w:,} x {h:,} pixels; images up to {MAX_PIXELS / 1e6:.0f} megapixels are read: "
+                       "shrink it first")
+    return img
+
+
+def read_checked(data: bytes, size: int, name: str = "the file") -> torch.Tensor:
+    """Bytes of an image file from a person -> uint8 [3, size, size] RGB, as the datasets are made
+    (shorter side resized, centre crop). Greyscale, palette, CMYK, 16-bit and transparent images are
+    converted the way a viewer shows them; what cannot be read raises BadImage with the reason."""
+    img = _header(data, name)
+    try:
+        img.seek(0)
+        if img.format in ("JPEG", "MPO"):
+            img.draft("RGB", (size, size))   # decode at a reduced scale when it still leaves enough pixels
+        img.load()
+        factor = min(img.size) // (2 * size)
+        if factor >= 2:   # reduce before converting: the conversions then copy a small image, not the big one
+            try:
+                img = img.reduce(factor)
+            except (ValueError, NotImplementedError):
+                pass      # a mode reduce() does not take (16-bit grey): converted at full size, within the cap
+        rgb = to_rgb(img)
+    except Exception as e:  # noqa: BLE001 - truncated or damaged data: one line, no traceback
+        raise BadImage(f"{name} could not be decoded ({type(e).__name__}); it may be truncated or damaged") from None
+    return square(rgb, size)
+
+
+def check_photo(data: bytes, name: str = "the photo") -> None:
+    """BadImage unless `data` is an image `read_checked` decodes (a webcam shot, before it is kept)."""
+    read_checked(data, 8, name)
 
 
 def decode(data: bytes) -> Image.Image:
-    """Bytes -> RGB PIL image (first frame of a GIF; grey, palette and RGBA become RGB).
-
-    Raises OSError/ValueError for unreadable or truncated files; callers count and skip those.
+    """Bytes -> RGB PIL image (first frame of a GIF; grey, palette and RGBA become RGB), for files the
+    engine already vetted (folder.py checks each header first). Raises OSError/ValueError when unreadable.
     """
     img = Image.open(io.BytesIO(data))
     img.seek(0)
