@@ -128,19 +128,31 @@ def store_url(request, tmp_path) -> str:
     return request.getfixturevalue("postgres").new_database()
 
 
+def ray_command() -> list[str] | None:
+    """Ray's command line as this Python running ray's own script module, or None without ray.
+
+    The module, not the `ray` script on PATH: pip puts that script beside this Python, which need
+    not be on PATH (a venv not activated), and the tests then skipped with "pip install ray"."""
+    import importlib.util
+    import sys
+    if importlib.util.find_spec("ray") is None:
+        return None
+    return [sys.executable, "-m", "ray.scripts.scripts"]
+
+
 @pytest.fixture(scope="session")
 def ray_address(tmp_path_factory):
     """A real local Ray head node on 127.0.0.1 (`ray start --head`), stopped after the session."""
-    ray_cli = shutil.which("ray")
+    ray_cli = ray_command()
     if ray_cli is None:
         _missing("Ray (pip install ray)")
     port = free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+    subprocess.run([*ray_cli, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
                     "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats"],
                    check=True, capture_output=True, timeout=180, env=env)
     yield f"127.0.0.1:{port}"
-    subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120, env=env)
+    subprocess.run([*ray_cli, "stop", "--force"], capture_output=True, timeout=120, env=env)
 
 
 # --- the lessons suite: marked by folder, its table printed at the end ------------------------------

@@ -318,10 +318,12 @@ def test_no_predictions_says_why():
 def test_the_model_file_is_read_only_when_downloaded(finished_run):
     at = page("results")
     buttons = {b.label: b.proto for b in at.download_button}
-    model = next(p for label, p in buttons.items() if label.startswith("Download the trained model"))
+    model = next(p for label, p in buttons.items() if label.startswith("Download the trained"))
+    whole = next(p for label, p in buttons.items() if label.startswith("Download the whole network"))
     csv = buttons["Download metrics (CSV)"]
-    assert csv.url and not model.url  # the model's bytes are not in memory: a callable reads them on click
-    assert model.ignore_rerun  # a click must not rerun the page: that replaced the file's link mid-download
+    for file in (model, whole):   # the model's bytes are not in memory: a callable reads them on click
+        assert csv.url and not file.url
+        assert file.ignore_rerun  # a click must not rerun the page: that replaced the file's link mid-download
 
 
 def test_a_logreg_run_says_why_there_is_no_model_file():
@@ -330,7 +332,7 @@ def test_a_logreg_run_says_why_there_is_no_model_file():
     run_id = store.create(plan, owner="someone")
     train(plan, lambda e: store.append(run_id, e), artifact_dir=store.artifact_dir(run_id))
     at = page("results")
-    assert not [b for b in at.download_button if b.label.startswith("Download the trained model")]
+    assert not [b for b in at.download_button if b.label.startswith(("Download the trained", "Download the whole"))]
     assert any("scikit-learn" in c.value for c in at.caption)
 
 

@@ -190,7 +190,7 @@ def test_data_model_train_results_in_a_real_browser(server, tmp_path):
         # Each click downloads: a click that also reran the page left the next one a dead link.
         for attempt in range(2):
             with page.expect_download(timeout=30_000) as download:
-                page.get_by_role("button", name=re.compile("Download the trained model")).click()
+                page.get_by_role("button", name=re.compile("Download the whole network")).click()
             saved = tmp_path / f"model-{attempt}.pt"
             download.value.save_as(saved)
             assert torch.load(saved, weights_only=True), "the downloaded model file is empty"

@@ -89,3 +89,50 @@ def test_the_teacher_page_calls_lab_runs_by_their_lab_and_network(monkeypatch):
     assert table.loc[ids["train"], "dataset"] == "ants_bees.zip"
     cells = table.astype(str).to_numpy().ravel()
     assert "None" not in cells and "nan" not in cells   # empty cells read "—"
+
+
+def test_ray_is_found_by_its_module_not_by_a_command_on_path(monkeypatch):
+    """Item 9: with ray installed but no `ray` on PATH, the Ray tests skipped saying "pip install ray"."""
+    import importlib.util
+    import subprocess
+
+    from conftest import ray_command
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    command = ray_command()
+    if importlib.util.find_spec("ray") is None:
+        assert command is None
+        return
+    done = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "version" in done.stdout.lower(), done.stderr[-500:]
+
+
+def test_a_feature_extractor_run_offers_its_head_as_such_and_the_whole_network():
+    """Item 10: the trained model of a frozen-backbone run was its head alone (53 KB), unsaid."""
+    import io
+
+    import torch
+
+    from tlcore.artifacts import load_network, saves_head_only, whole_network_bytes
+    from tlcore.train.loop import train
+
+    store = RunStore()
+    plan = Plan(image_size=32, epochs=1, per_class=20)
+    run_id = store.create(plan, owner="someone")
+    train(plan, lambda e: store.append(run_id, e), artifact_dir=store.artifact_dir(run_id))
+    assert saves_head_only(store, run_id)
+    head = torch.load(store.model_file(run_id), weights_only=True)["state_dict"]
+    whole = torch.load(io.BytesIO(whole_network_bytes(store, run_id)), weights_only=True)
+    assert whole["kind"] == "network" and len(whole["state_dict"]) > 10 * len(head)
+    net, _, _ = load_network(store, run_id)
+    for name, value in head.items():   # the head inside the whole file is the trained one
+        assert torch.equal(whole["state_dict"][name if name.startswith("head.") else f"head.{name}"], value)
+    x = torch.rand(2, 3, 32, 32)
+    from tlcore.models import build_network
+    rebuilt = build_network(plan.model, len(whole["classes"]), pretrained=False)
+    rebuilt.load_state_dict(whole["state_dict"])
+    assert torch.allclose(rebuilt.eval()(x), net(x), atol=1e-6)
+    finetuned = Plan(image_size=32, epochs=1, per_class=20, strategy="fine_tune_all")
+    other = store.create(finetuned, owner="someone")
+    train(finetuned, lambda e: store.append(other, e), artifact_dir=store.artifact_dir(other))
+    assert not saves_head_only(store, other)

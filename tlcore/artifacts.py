@@ -85,3 +85,23 @@ def load_network(store, run_id: str):
     else:
         net.head.load_state_dict({k.removeprefix("head."): v for k, v in state.items()})
     return net.eval(), plan, classes
+
+
+def saves_head_only(store, run_id: str) -> bool:
+    """True when the run's model file holds the head alone (its backbone never trained, so the file
+    keeps only what changed: 53 KB for Lite0's head, not the 13 MB network)."""
+    path = store.model_file(run_id)
+    if path is None:
+        return False
+    return torch.load(path, map_location="cpu", weights_only=True).get("kind") == "head"
+
+
+def whole_network_bytes(store, run_id: str) -> bytes:
+    """The run's whole trained network (pretrained backbone + its head) as a model file of the same
+    format, which `torch.load` and `load_network` read like any whole-network run's."""
+    import io
+    net, plan, classes = load_network(store, run_id)
+    buf = io.BytesIO()
+    torch.save({"kind": "network", "state_dict": net.state_dict(), "plan": plan.to_dict(), "classes": list(classes)},
+               buf)
+    return buf.getvalue()

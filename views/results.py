@@ -2,6 +2,7 @@ import pandas as pd
 import streamlit as st
 
 from tlcore import plots
+from tlcore.artifacts import saves_head_only, whole_network_bytes
 from tlcore.metrics import most_confused, report
 from ui import predict as ui_predict, results as ui_results, services, state, widgets
 
@@ -94,9 +95,21 @@ if model_file is not None:
     # A callable: the file is read only when someone clicks, not on every rerun (VGG is over 500 MB).
     # on_click="ignore": a click that also reran the page would replace the file's one-time link
     # while the browser was still fetching it ("Deferred file not found": nothing downloaded).
-    d2.download_button(f"Download the trained model (.pt, {model_file.stat().st_size / 2**20:,.1f} MB)",
-                       model_file.read_bytes, file_name=f"{run.id}-model.pt", mime="application/octet-stream",
-                       on_click="ignore", key="download-model")
+    mb = model_file.stat().st_size / 2**20
+    if saves_head_only(store, run.id):
+        # The backbone never trained, so the run kept only its head: say so, and offer the whole network.
+        d2.download_button(f"Download the trained head only (.pt, {mb:,.2f} MB)", model_file.read_bytes,
+                           file_name=f"{run.id}-head.pt", mime="application/octet-stream", on_click="ignore",
+                           key="download-model",
+                           help="This run trained the head alone: its backbone is the published pretrained one, "
+                                "unchanged, so the file keeps only the head's weights.")
+        d2.download_button("Download the whole network (.pt: pretrained backbone + this head)",
+                           lambda: whole_network_bytes(store, run.id), file_name=f"{run.id}-model.pt",
+                           mime="application/octet-stream", on_click="ignore", key="download-network")
+    else:
+        d2.download_button(f"Download the trained model (.pt, {mb:,.1f} MB)", model_file.read_bytes,
+                           file_name=f"{run.id}-model.pt", mime="application/octet-stream", on_click="ignore",
+                           key="download-model")
 else:
     d2.caption(ui_results.no_model_reason(run))
 
