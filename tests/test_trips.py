@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from tlcore import __main__ as cli
@@ -14,6 +16,15 @@ from tlcore.runs import RunStore
 from tlcore.train.plan import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_services():
+    st.cache_resource.clear()   # the store and runner are per server; each test is a new "server"
+    yield
+    st.cache_resource.clear()
+
+
 IDENTITY = "0f3c9a1e-identity-token-of-a-browser-7d2b"
 
 
@@ -136,3 +147,44 @@ def test_a_feature_extractor_run_offers_its_head_as_such_and_the_whole_network()
     other = store.create(finetuned, owner="someone")
     train(finetuned, lambda e: store.append(other, e), artifact_dir=store.artifact_dir(other))
     assert not saves_head_only(store, other)
+
+
+def _finished(plan: Plan, owner: str) -> str:
+    """A finished run of `plan` in the store, from the stand-in trainer (no network trained)."""
+    from fakes import fake_train
+    store = RunStore()
+    run_id = store.create(plan, owner=owner)
+    fake_train(plan, lambda e: store.append(run_id, e), lambda: False, None)
+    return run_id
+
+
+def test_inside_the_cnn_offers_only_runs_trained_on_the_images_dataset():
+    """Item 1: a digits run was offered (and asked) about another dataset's images."""
+    from test_app import page
+
+    digits_run = _finished(Plan(image_size=32, dataset="digits"), owner="me")
+    at = page("inside", owner="me", dataset="digits_m", image_size="32")
+    offered = at.selectbox[0].options
+    assert not any(digits_run[-6:] in o for o in offered), offered
+    assert any("Only runs trained on" in c.value and "digits" in c.value for c in at.caption)
+    at = page("inside", owner="me", image_size="32")   # the digits themselves: the run is offered
+    assert any(digits_run[-6:] in o for o in at.selectbox[0].options)
+
+
+def test_a_run_link_in_a_new_tab_sets_the_controls_to_that_runs_plan():
+    """Item 2: /train?run=<id> showed the default plan's controls (Feature extractor, 3 epochs)."""
+    from test_app import page
+
+    from tlcore.train.loop import train
+
+    plan = Plan(image_size=32, strategy="gradual_unfreeze", epochs=4, schedule="cosine", per_class=10)
+    store = RunStore()
+    run_id = store.create(plan, owner="me")
+    train(plan, lambda e: store.append(run_id, e), artifact_dir=store.artifact_dir(run_id))
+    at = page("train", owner="me", run=run_id)
+    assert at.session_state["plan"]["strategy"] == "gradual_unfreeze"
+    assert at.number_input(key="ctl.epochs").value == 4
+    assert "Gradual" in at.radio(key="ctl.strategy").value or at.radio(key="ctl.strategy").value == "gradual_unfreeze"
+    # A link that carries its own plan keeps it (a reload after changing a control).
+    at = page("train", owner="me", run=run_id, epochs="6")
+    assert at.session_state["plan"]["epochs"] == 6 and at.session_state["plan"]["strategy"] == "feature_extractor"

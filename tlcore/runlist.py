@@ -79,3 +79,14 @@ def record(s: RunSummary) -> dict[str, Any]:
     out.update(created=_local(s.created), what=what(s),
                network=network(s, plan), dataset_shown=dataset(s, plan), plan=plan.to_dict() if plan else None)
     return out
+
+
+def same_dataset(s: RunSummary, plan: Plan) -> bool:
+    """Whether the run was trained on the plan's dataset (an upload: the same file), so that its
+    network's classes are the ones the plan's images belong to."""
+    if s.dataset != plan.dataset:
+        return False
+    if plan.dataset != "folder":
+        return True
+    stored = plan_of(s)
+    return stored is not None and stored.dataset_path == plan.dataset_path

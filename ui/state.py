@@ -21,7 +21,7 @@ from typing import Any
 import streamlit as st
 
 from tlcore import uploads
-from tlcore.errors import PlanError
+from tlcore.errors import PlanError, TLCoreError
 from tlcore.train.plan import Plan, default_image_size
 
 from . import controls, services
@@ -130,9 +130,33 @@ def _from_url() -> Plan:
     return default_plan()
 
 
+def _from_run_link() -> Plan | None:
+    """A link to a run (`/train?run=<id>`) that carries no plan of its own: that run's plan, so the
+    controls show the settings that made the run on screen, and Start trains the same plan again.
+
+    A link with plan fields keeps them (a reload after changing a control after Start). An upload
+    the run trained on is kept only when this browser may use it (its own, or a share)."""
+    run_id = st.query_params.get("run")
+    if not run_id or any(name in st.query_params for name in (*_FIELDS, UPLOAD_PARAM)):
+        return None
+    from tlcore.runs import RunNotFound
+    try:
+        run = services.store().load(run_id, with_steps=False)
+    except (RunNotFound, TLCoreError, ValueError):
+        return None   # the Train page says the run is gone
+    if run.plan.kind != "train":
+        return None
+    seeded = run.plan
+    if seeded.dataset == "folder" and uploads.reference_of(seeded.dataset_path, services.owner()) is None:
+        st.warning("This run trained on someone else's private images: the controls show its settings on "
+                   "the default dataset instead.")
+        seeded = seeded.replace(dataset=default_plan().dataset, dataset_path="", dataset_name="")
+    return seeded
+
+
 def plan() -> Plan:
     if "plan" not in st.session_state:
-        st.session_state.plan = _from_url().to_dict()
+        st.session_state.plan = (_from_run_link() or _from_url()).to_dict()
     return Plan.from_dict(st.session_state.plan)
 
 

@@ -2,14 +2,14 @@ import numpy as np
 import streamlit as st
 import torch
 
-from tlcore import inspect as insp
+from tlcore import inspect as insp, runlist
 from tlcore.artifacts import NoNetwork, load_network
 from tlcore.inspect import figures as fig
 from tlcore.models import MODELS, build_network
 from tlcore.train.pipeline import Preprocess
 from tlcore.device import pick
 from tlcore.errors import TLCoreError
-from ui import results as ui_results, services, state, widgets
+from ui import data as ui_data, results as ui_results, services, state, widgets
 
 state.start_page()
 st.title("Inside the CNN")
@@ -39,9 +39,16 @@ def _prep(model: str, size: int) -> Preprocess:
     return Preprocess(size, spec.mean, spec.std, pick("cpu"))
 
 
-# A trained run of the current model (a network the engine saved) to compare against.
-candidates = [s for s in widgets.runs_mine_first() if s.kind == "train" and s.status == "finished"
-              and s.model == plan.model and s.strategy != "pixel_svm"]
+# A trained run of the current model (a network the engine saved) to compare against, trained on this
+# dataset: a digits run asked about an ant photo answers "9" with a flat map, which explains nothing.
+trained_runs = [s for s in widgets.runs_mine_first() if s.kind == "train" and s.status == "finished"
+                and s.model == plan.model and s.strategy != "pixel_svm"]
+candidates = [s for s in trained_runs if runlist.same_dataset(s, plan)]
+elsewhere = sorted({widgets.summary_dataset(s) for s in trained_runs if not runlist.same_dataset(s, plan)})
+if elsewhere:
+    st.caption(f"Only runs trained on {ui_data.dataset_title(plan)} are offered: a network trained on other "
+               f"data ({', '.join(elsewhere[:4])}{'…' if len(elsewhere) > 4 else ''}) knows none of these classes. "
+               "Pick that dataset on the Data page to look inside those runs.")
 labels = {s.id: widgets.run_label(s) for s in candidates}
 choice = st.selectbox("A trained run to compare with the pretrained network", [None, *labels],
                       format_func=lambda r: "none: the pretrained network only" if r is None else labels[r])
@@ -152,5 +159,8 @@ with tab_g:
         if shown.shape[-1] != size:
             shown = torch.nn.functional.interpolate(img.float(), size=(size, size), mode="bilinear")[0].byte()
         name = run_classes[target] if run_classes else str(target)
+        known = ", ".join(map(str, run_classes[:10])) + ("…" if len(run_classes) > 10 else "") if run_classes else ""
+        st.caption(f"The run was trained on {ui_data.dataset_title(run_plan)}: it answers with one of its own "
+                   f"classes ({known}), whatever the image shows.")
         st.plotly_chart(fig.cam_overlay(shown.permute(1, 2, 0).numpy(), cam,
                                         f"predicted {name} ({probs[target]:.0%})"), key="cam")
