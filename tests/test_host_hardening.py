@@ -23,3 +23,82 @@ def test_export_of_a_run_still_running_is_refused_for_that_reason(capsys):
     assert cli.main(["export", run_id]) == 2
     err = _one_line_error(capsys)
     assert "still running" in err and "ended before an epoch" not in err
+
+
+# --- row 3: a damaged SQLite store --------------------------------------------------------------------
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import streamlit as st  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _page(name: str) -> AppTest:
+    st.cache_resource.clear()   # a fresh "server": the store and runner are opened again
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page(str(ROOT / "views" / f"{name}.py")).run()
+    return at
+
+
+def _damage(file: Path, how: str) -> None:
+    if how == "noise":
+        file.write_bytes(os.urandom(64 * 1024))
+    else:   # random bytes written over the middle of a real store
+        data = bytearray(file.read_bytes())
+        data[4096:len(data) - 1024] = os.urandom(len(data) - 5120)
+        file.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["noise", "overwritten"])
+def test_a_damaged_sqlite_store_stops_the_cli_and_the_pages_with_one_line_naming_the_file(how, tmp_path, capsys,
+                                                                                        monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("TLCORE_HOME", str(home))
+    store = RunStore()
+    for seed in range(40):   # a store with some pages in it
+        store.create(Plan(seed=seed, image_size=32), owner="me", label="x" * 150)
+    file = home / "runs.sqlite"
+    from tlcore.store import db
+    store.db.engine.dispose()   # the last connection closes: SQLite folds its WAL into the file
+    db._ENGINES.clear()         # a new process: nothing open yet
+    for extra in ("-wal", "-shm"):
+        Path(f"{file}{extra}").unlink(missing_ok=True)
+    _damage(file, how)
+    assert cli.main(["runs"]) == 2
+    err = _one_line_error(capsys)
+    assert str(file) in err and "move it aside" in err
+    db._ENGINES.clear()
+    at = _page("compare")
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(str(file) in e.value for e in at.error)
+
+
+# --- row 4: PostgreSQL goes down while students browse ------------------------------------------------
+def test_a_store_that_goes_down_shows_a_plain_line_and_recovers_by_itself(postgres, monkeypatch):
+    from tlcore.store.db import DOWN, StoreDown
+    url = postgres.new_database()
+    monkeypatch.setenv("TLCORE_STORE_URL", url)
+    store = RunStore()
+    run_id = store.create(Plan(image_size=32), owner="me")
+    assert _page("compare").exception == []
+    postgres.stop("fast")
+    try:
+        with pytest.raises(StoreDown) as err:
+            store.list()
+        assert str(err.value) == DOWN and str(postgres.port) not in str(err.value)
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.run()
+        at.switch_page(str(ROOT / "views" / "compare.py")).run()
+        assert not at.exception, [e.value for e in at.exception]
+        shown = " ".join(e.value for e in [*at.warning, *at.error])
+        assert "unavailable, retrying" in shown
+        assert "127.0.0.1" not in shown and str(postgres.port) not in shown and "psycopg" not in shown
+    finally:
+        postgres.start()
+    assert [r.id for r in store.list()] == [run_id]     # the same engine reconnects: nothing to restart
+    at.run()
+    assert not at.exception and not any("unavailable" in e.value for e in at.warning)

@@ -151,6 +151,12 @@ class RunStore:
         artifacts = settings.read("TLCORE_ARTIFACTS_DIR")
         self.artifacts_root = Path(artifacts) if artifacts else self.root / "artifacts"
 
+    def ping(self) -> None:
+        """StoreDown unless the database answers now (a page waiting for it to come back asks this)."""
+        from sqlalchemy import text
+        with self.db.read() as c:
+            c.execute(text("SELECT 1"))
+
     @property
     def spec(self) -> tuple[str, str]:
         """(root, url): what another process needs to open this same store."""

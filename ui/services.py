@@ -3,29 +3,111 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import secrets
 
 import streamlit as st
 
 from tlcore import labs
+from tlcore.errors import TLCoreError
 from tlcore.jobs import JobRunner
 from tlcore.runs import RunStore
+from tlcore.store.db import DOWN, StoreDown, StoreUnavailable
 
 COOKIE = "tl_id"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{22,64}")
 COOKIE_DAYS = 180
 
 
+log = logging.getLogger(__name__)
+RETRY_S = 3.0        # how often a page whose store went away looks again
+
+
 @st.cache_resource
-def store() -> RunStore:
+def _store() -> RunStore:
     return RunStore()
 
 
 @st.cache_resource
+def _runner() -> JobRunner:
+    # Lives as long as the server: closing a tab never kills a run. It gets the store itself, never the
+    # page guard below: its threads are not a page and cannot draw.
+    return JobRunner(_opened(_store), train_fn=labs.run_plan)   # every kind, the labs' included
+
+
+def store() -> RunStore:
+    """The run store, for pages: a store that stops answering shows one plain line and retries by itself."""
+    return _Guarded(_opened(_store))   # type: ignore[return-value]
+
+
 def runner() -> JobRunner:
-    # Lives as long as the server: closing a tab never kills a run.
-    return JobRunner(store(), train_fn=labs.run_plan)   # every kind, the labs' included
+    return _Guarded(_opened(_runner))   # type: ignore[return-value]
+
+
+def _opened(make):
+    """The process-wide object, or the page stops with one line. A damaged SQLite file or a bad setting
+    is the host's to fix, and that line names the file or the setting and what to do. A store server
+    that does not answer is shown as unavailable (its host stays in the server's log) and retried."""
+    try:
+        return make()
+    except StoreDown as e:
+        _down(e)
+    except StoreUnavailable as e:
+        if str(e).startswith("TLCORE_STORE_URL"):
+            _down(e)
+        log.error("%s", e)
+        st.error(str(e))
+        st.stop()
+    except TLCoreError as e:   # a bad TLCORE_* setting, an unreachable Ray head: the host's to fix
+        log.error("%s", e)
+        st.error(str(e))
+        st.stop()
+
+
+def _down(e: BaseException) -> None:
+    """The plain line, no traceback and no host; the page looks again every few seconds and redraws
+    itself once the store answers (a fragment that was running keeps its own timer)."""
+    log.warning("the run store is unavailable: %s", getattr(e, "cause", e))
+    st.warning(f"{DOWN[0].upper()}{DOWN[1:]}…", icon=":material/cloud_off:")
+    if not _in_fragment():
+        _retry()
+    st.stop()
+
+
+def _in_fragment() -> bool:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+    ctx = get_script_run_ctx()
+    return bool(ctx is not None and getattr(ctx, "current_fragment_id", None))
+
+
+@st.fragment(run_every=RETRY_S)
+def _retry() -> None:
+    try:
+        _store().ping()
+    except TLCoreError:
+        return
+    st.rerun()
+
+
+class _Guarded:
+    """A page's handle on the store or the runner: each call that meets a store gone away ends the
+    page (or its fragment) with the plain line instead of a traceback."""
+
+    def __init__(self, target) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._target, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            try:
+                return attr(*args, **kwargs)
+            except StoreDown as e:
+                _down(e)
+        return call
 
 
 def owner() -> str:

@@ -101,15 +101,19 @@ def with_retry(write: Callable, patience: float = RETRY_FOR_S):
     up to `patience` seconds (the run waits rather than losing its events), anything else is raised."""
     from sqlalchemy.exc import DBAPIError, OperationalError
 
+    from ..store.db import StoreDown
+
     deadline, pause = time.monotonic() + patience, 0.25
     while True:
         try:
             return write()
-        except (OperationalError, DBAPIError) as e:
-            transient = isinstance(e, OperationalError) or getattr(e, "connection_invalidated", False)
+        except (StoreDown, OperationalError, DBAPIError) as e:
+            transient = isinstance(e, (StoreDown, OperationalError)) or getattr(e, "connection_invalidated", False)
             if not transient or time.monotonic() + pause > deadline:
                 raise
-            log.warning("the run store is unreachable (%s); retrying in %.1f s", type(e.orig).__name__, pause)
+            cause = getattr(e, "cause", e)
+            log.warning("the run store is unreachable (%s); retrying in %.1f s",
+                        type(getattr(cause, "orig", None) or cause).__name__, pause)
             time.sleep(pause)
             pause = min(pause * 2, 5.0)
 
