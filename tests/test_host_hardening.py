@@ -102,3 +102,62 @@ def test_a_store_that_goes_down_shows_a_plain_line_and_recovers_by_itself(postgr
     assert [r.id for r in store.list()] == [run_id]     # the same engine reconnects: nothing to restart
     at.run()
     assert not at.exception and not any("unavailable" in e.value for e in at.warning)
+
+
+# --- row 6: the teacher key -----------------------------------------------------------------------------
+import logging  # noqa: E402
+
+from tlcore import settings, teacher  # noqa: E402
+
+KEY = "correct-horse-battery-staple-42"
+
+
+def test_a_short_teacher_key_is_refused_at_start_without_echoing_it(monkeypatch, capsys):
+    monkeypatch.setenv("TLCORE_TEACHER_KEY", "x")
+    with pytest.raises(settings.SettingError, match="at least 16 characters") as err:
+        settings.check_all()
+    assert "'x'" not in str(err.value)
+    assert cli.main(["settings"]) == 2
+    assert "at least 16" in _one_line_error(capsys)
+
+
+def test_tlcore_settings_masks_the_teacher_key(monkeypatch, capsys):
+    monkeypatch.setenv("TLCORE_TEACHER_KEY", KEY)
+    assert cli.main(["settings"]) == 0
+    out = capsys.readouterr().out
+    assert KEY not in out and "set (hidden)" in out
+
+
+def test_wrong_guesses_are_slowed_down_per_session_and_per_address_and_logged(monkeypatch, caplog):
+    monkeypatch.setenv("TLCORE_TEACHER_KEY", KEY)
+    now = [1000.0]
+    gate = teacher.KeyGate(base_s=1.0, cap_s=60.0, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="tlcore.teacher"):
+        assert gate.check("guess-1", session="tab-1", address="10.0.0.7") == ("wrong", 1.0)
+        assert gate.check("guess-2", session="tab-1", address="10.0.0.7")[0] == "wait"
+        now[0] += 1.0
+        assert gate.check("guess-2", session="tab-1", address="10.0.0.7") == ("wrong", 2.0)
+        now[0] += 2.0
+        assert gate.check("guess-3", session="tab-1", address="10.0.0.7") == ("wrong", 4.0)
+        # a new tab is a new session, but the same address: still slowed down, and the right key is not
+        # even compared until the wait is over
+        assert gate.check(KEY, session="tab-2", address="10.0.0.7")[0] == "wait"
+        assert gate.check(KEY, session="tab-3", address="10.0.0.8") == ("teacher", 0.0)   # another student
+        now[0] += 4.0
+        assert gate.check(KEY, session="tab-2", address="10.0.0.7") == ("teacher", 0.0)
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 3 and "wrong guesses 3/3" in logged[-1] and "10.0.0.7" in logged[-1]
+    for _ in range(20):   # doubling stops at the cap
+        now[0] += 1000
+        verdict, wait = gate.check("again", session="tab-9", address="10.0.0.9")
+    assert verdict == "wrong" and wait == 60.0
+
+
+def test_the_teacher_page_does_not_take_a_second_guess_at_once(monkeypatch):
+    monkeypatch.setenv("TLCORE_TEACHER_KEY", KEY)
+    at = _page("teacher")
+    at.text_input[0].set_value("wrong-guess-number-1").run()
+    assert "not this server's teacher key" in at.error[0].value
+    at.text_input[0].set_value(KEY).run()          # right at once: not compared during the back-off
+    assert not at.exception and "Too many wrong keys" in at.error[0].value
+    assert "teacher_key" not in at.session_state

@@ -23,7 +23,8 @@ class SettingError(TLCoreError, ValueError):
 
     def __init__(self, name: str, value: str, allowed: str) -> None:
         self.name, self.value = name, value
-        super().__init__(f"{name}={value!r} is not valid: {allowed} ({SETTINGS[name].meaning})")
+        shown = f"(hidden, {len(value.strip())} characters)" if SETTINGS[name].secret else repr(value)
+        super().__init__(f"{name}={shown} is not valid: {allowed} ({SETTINGS[name].meaning})")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class Setting:
     default_text: str = ""                     # how people see the default when it is computed
     low: float | None = None                   # bounds for int and float, inclusive
     high: float | None = None
+    min_chars: int = 0                         # text: the shortest value accepted
+    secret: bool = False                       # never shown: `settings` and error messages mask it
 
     def describe_default(self) -> str:
         if self.default_text:
@@ -114,7 +117,7 @@ _TABLE = (
     Setting("TLCORE_HEARTBEAT_GRACE_S", "float", "seconds without a heartbeat after which an active run is ended as "
             "interrupted", 60.0, low=5, high=86400),
     Setting("TLCORE_TEACHER_KEY", "text", "the key that opens the teacher's view of the class (unset: no teacher's view)",
-            None, "no teacher's view"),
+            None, "no teacher's view", min_chars=16, secret=True),
     Setting("TLCORE_RAY_ADDRESS", "text", "a Ray cluster to run on (host:port of its head); unset: worker processes here",
             None, "worker processes on this host"),
     Setting("TLCORE_RAY_GPU_FRACTION", "float", "the share of a GPU one run declares on Ray (below 1: runs share GPUs)",
@@ -135,6 +138,8 @@ def _parse(s: Setting, raw: str) -> Any:
     if s.kind == "path":
         return Path(raw).expanduser()
     if s.kind == "text":
+        if len(raw.strip()) < s.min_chars:   # a short key falls to guessing: refuse it at start
+            raise SettingError(s.name, raw, f"must be at least {s.min_chars} characters long")
         return raw
     if s.kind == "bool":
         if raw.strip().lower() in _TRUE + _FALSE:
@@ -177,6 +182,10 @@ def _shown(value: Any) -> str:
 
 
 def rows() -> list[dict[str, str]]:
-    """The table as `python -m tlcore settings` shows it: each setting's value here and now."""
-    return [{"setting": s.name, "value": _shown(read(s.name)), "default": s.describe_default(), "meaning": s.meaning}
+    """The table as `python -m tlcore settings` shows it: each setting's value here and now (a secret
+    one only as set or not: the table is for showing a colleague, and a terminal keeps its scrollback)."""
+    def value(s: Setting) -> str:
+        v = read(s.name)
+        return ("set (hidden)" if v else s.describe_default()) if s.secret else _shown(v)
+    return [{"setting": s.name, "value": value(s), "default": s.describe_default(), "meaning": s.meaning}
             for s in _TABLE]

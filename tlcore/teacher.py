@@ -8,19 +8,88 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Literal
 
 from . import settings
+
+log = logging.getLogger(__name__)
 
 
 def teacher_key_set() -> bool:
     return bool(settings.read("TLCORE_TEACHER_KEY"))
 
 
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
 def is_teacher(key: str | None) -> bool:
-    """True for the host's teacher key (compared in constant time); never when the host set none."""
+    """True for the host's teacher key; never when the host set none. Digests of equal length are
+    compared in constant time, so neither the time taken nor an early exit on length tells a guesser
+    how close a guess was."""
     expected = settings.read("TLCORE_TEACHER_KEY")
-    return bool(expected and key) and hmac.compare_digest(str(key).encode(), str(expected).encode())
+    return bool(expected and key) and hmac.compare_digest(_digest(str(key)), _digest(str(expected)))
+
+
+Verdict = Literal["teacher", "wrong", "wait"]
+
+
+@dataclass
+class KeyGate:
+    """Slows down whoever guesses the teacher's key: after n wrong guesses from one browser session,
+    or from one client address (a new tab is a new session, so both count), its next guess is not even
+    compared until base_s * 2**(n-1) seconds have passed (at most cap_s). Every wrong guess is logged
+    with its running count. One gate per server (ui.services.teacher_gate)."""
+    base_s: float = 1.0
+    cap_s: float = 300.0
+    clock: Callable[[], float] = time.monotonic
+    _wrong: dict[str, tuple[int, float]] = field(default_factory=dict)   # who -> (wrong guesses, last one at)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _delay(self, n: int) -> float:
+        return 0.0 if n == 0 else min(self.cap_s, self.base_s * 2 ** (n - 1))
+
+    def wait_s(self, *who: str) -> float:
+        """Seconds before any of `who` may guess again (0: now)."""
+        now = self.clock()
+        with self._lock:
+            return max((self._delay(n) - (now - t) for n, t in (self._wrong.get(w, (0, now)) for w in who)),
+                       default=0.0) if who else 0.0
+
+    def check(self, key: str, *, session: str, address: str | None) -> tuple[Verdict, float]:
+        """("teacher", 0) for the right key; ("wrong", seconds until the next try) for a wrong one;
+        ("wait", seconds left) while this session or address is slowed down: the key is not compared."""
+        who = [f"session {hashlib.sha256(session.encode()).hexdigest()[:12]}"] + \
+            ([f"address {address}"] if address else [])
+        left = self.wait_s(*who)
+        if left > 0:
+            return "wait", left
+        if is_teacher(key):
+            with self._lock:
+                for w in who:
+                    self._wrong.pop(w, None)
+            return "teacher", 0.0
+        now = self.clock()
+        with self._lock:
+            self._forget_old(now)
+            counts = []
+            for w in who:
+                n = self._wrong.get(w, (0, now))[0] + 1
+                self._wrong[w] = (n, now)
+                counts.append(n)
+        log.warning("wrong teacher key from %s: wrong guesses %s; the next is compared in %.0f s or later",
+                    " and ".join(who), "/".join(map(str, counts)), self._delay(max(counts)))
+        return "wrong", self._delay(max(counts))
+
+    def _forget_old(self, now: float) -> None:
+        """Entries quiet for twice the longest delay are forgotten, so the table stays small."""
+        if len(self._wrong) > 10_000:
+            for w in [w for w, (_, t) in self._wrong.items() if now - t > 2 * self.cap_s]:
+                del self._wrong[w]
 
 
 def pseudonym(owner: str) -> str:

@@ -9,7 +9,7 @@ import secrets
 
 import streamlit as st
 
-from tlcore import labs
+from tlcore import labs, teacher
 from tlcore.errors import TLCoreError
 from tlcore.jobs import JobRunner
 from tlcore.runs import RunStore
@@ -108,6 +108,26 @@ class _Guarded:
             except StoreDown as e:
                 _down(e)
         return call
+
+
+@st.cache_resource
+def teacher_gate() -> teacher.KeyGate:
+    """One per server: wrong teacher keys slow down per session and per client address."""
+    return teacher.KeyGate()
+
+
+def session_id() -> str:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else owner()
+
+
+def client_address() -> str | None:
+    """The browser's address as the server sees it (behind a proxy: the proxy's, for every student)."""
+    try:
+        return st.context.ip_address
+    except Exception:  # noqa: BLE001 - no browser behind this session (tests, scripts)
+        return None
 
 
 def owner() -> str:

@@ -14,11 +14,18 @@ key = st.session_state.get("teacher_key")
 if not teacher.is_teacher(key):
     typed = st.text_input("Teacher's key", type="password",
                           help="The value of TLCORE_TEACHER_KEY on this server. Students never see this page's contents.")
-    if typed and teacher.is_teacher(typed):
+    if typed and typed != st.session_state.get("teacher_key_tried"):   # a rerun does not guess again
+        st.session_state.teacher_key_tried = typed
+        st.session_state.teacher_key_verdict = services.teacher_gate().check(
+            typed, session=services.session_id(), address=services.client_address())
+    verdict, wait = st.session_state.get("teacher_key_verdict", ("", 0.0)) if typed else ("", 0.0)
+    if verdict == "teacher":
         st.session_state.teacher_key = typed
         st.rerun()
-    elif typed:
-        st.error("That is not this server's teacher key.")
+    elif verdict == "wrong":
+        st.error(f"That is not this server's teacher key. The next key is checked in {wait:.0f} s or later.")
+    elif verdict == "wait":
+        st.error(f"Too many wrong keys from here: the next key is checked in {wait:.0f} s or later.")
     st.stop()
 
 st.markdown("""
