@@ -736,6 +736,34 @@ def test_train_page_lr_finder_runs_through_the_queue_and_one_click_sets_the_plan
     assert again.session_state["lr_find_run"] == run_id and "Learning-rate finder" in charts(again)
 
 
+def test_train_both_queues_the_suggestion_and_the_rate_in_use_and_draws_them_on_one_chart():
+    """fastai's habit after lr_find, in one click: both runs queued, their curves overlaid, each labelled."""
+    from ui import lr_find as ui_lr_find, services
+    from tlcore.labs import lr_find
+
+    at = page("train", image_size="32", per_class="8", batch_size="16", epochs="1", lr="0.001")
+    next(b for b in at.button if b.label == "Run the learning-rate finder").click().run()
+    assert services.runner().wait(at.session_state["lr_find_run"], timeout=300) == "finished"
+    at.run()
+    first = next(b for b in at.button if b.label.endswith("(default)"))
+    assert first.label.startswith(lr_find.SUGGESTION_TITLES[lr_find.DEFAULT])
+    suggested = float(first.label.split(": ")[1].split()[0])
+    both = next(b for b in at.button if b.label.startswith("Train both"))
+    both.click().run()
+    ids = at.session_state[ui_lr_find.COMPARE_KEY]
+    plans = [services.store().load(i).plan for i in ids]
+    assert [p.lr for p in plans] == [suggested, 0.001]
+    assert plans[0].replace(lr=0.001) == plans[1]          # only the rate differs
+    for i in ids:
+        assert services.runner().wait(i, timeout=300) == "finished"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    spec = charts(at)
+    assert f"suggested lr {suggested:g}" in spec and "your lr 0.001" in spec   # both runs on the chart
+    text = " ".join(m.value for m in at.markdown)
+    assert f"suggested lr {suggested:g}" in text and "your lr 0.001" in text and "validation accuracy" in text
+
+
 def test_a_reload_of_the_train_page_follows_your_training_run_not_a_sweep_or_a_lab():
     from tlcore.train.plan import Plan
     from ui import services

@@ -155,8 +155,8 @@ def test_the_cli_prints_one_json_line_with_the_suggestions_and_the_curve(capsys)
     assert code == 0 and len(out) == 1
     d = json.loads(out[0])
     assert d["kind"] == "lr_find" and d["status"] == "finished"
-    assert d["suggestions"]["valley"] == d["suggested_lr"] > 0
+    assert d["suggestions"][lr_find.DEFAULT] == d["suggested_lr"] > 0   # the Train page's first button
     assert set(d["suggestions"]) == {"valley", "minimum", "steep"}
     assert len(d["curve"]["lr"]) == len(d["curve"]["loss"]) >= 10
-    _assert_valley_in_the_descent(d["curve"]["lr"], d["curve"]["loss"], d["suggested_lr"], 30)
+    _assert_valley_in_the_descent(d["curve"]["lr"], d["curve"]["loss"], d["suggestions"]["valley"], 30)
     assert RunStore().load(d["run_id"]).plan.kind == "lr_find"

@@ -6,13 +6,14 @@ import math
 
 import streamlit as st
 
+from tlcore import plots
 from tlcore.errors import TLCoreError
 from tlcore.labs import lr_find
 from tlcore.labs.lr_find_figures import lr_find_figure
 from tlcore.runs import RunNotFound
 from tlcore.train.plan import Plan
 
-from . import controls, services, state
+from . import controls, services, state, widgets
 
 RUN_KEY = "lr_find_run"
 EXPLAIN = """
@@ -115,24 +116,80 @@ def _result(run_id: str, found) -> None:
     current = state.plan()
     run = services.store().load(run_id, with_steps=False)
     swept = run.plan
-    st.plotly_chart(lr_find_figure(found.lrs, found.losses, found.smoothed, found.suggestions, current.lr),
-                    key=f"lr-find-{run_id}")
+    offered = {name: rounded(found.suggestions[name][0]) for name in lr_find.SUGGESTIONS}
+    st.plotly_chart(lr_find_figure(found.lrs, found.losses, found.smoothed, found.suggestions, current.lr,
+                                   offered=offered), key=f"lr-find-{run_id}")
+    st.caption("The thick line is a moving average of the batch losses (the faint line): it smooths the noise, "
+               "and being an average of the steps before, it trails the raw curve by a few dozen steps, so a "
+               "blow-up shows in it a little to the right of where the batch loss jumps.")
     same = (swept.model, swept.strategy, swept.dataset, swept.head) == (current.model, current.strategy,
                                                                         current.dataset, current.head)
     if not same:
         st.caption(f"Swept for {swept.strategy.replace('_', ' ')} with {swept.model} on {swept.dataset}: your plan "
                    "has changed since; run the finder again for a rate that fits it.")
     st.markdown("Use a suggestion as the plan's learning rate (the head's; lower groups keep their factor):")
-    cols = st.columns(len(lr_find.SUGGESTIONS))
-    for col, name in zip(cols, lr_find.SUGGESTIONS):
-        lr = rounded(found.suggestions[name][0])
-        label = f"{lr_find.SUGGESTION_TITLES[name]}: {lr:g}" + (" (default)" if name == "valley" else "")
+    names = (lr_find.DEFAULT, *(n for n in lr_find.SUGGESTIONS if n != lr_find.DEFAULT))
+    for col, name in zip(st.columns(len(names)), names):
+        lr = offered[name]
+        label = f"{lr_find.SUGGESTION_TITLES[name]}: {lr:g}" + (" (default)" if name == lr_find.DEFAULT else "")
         if col.button(label, key=f"lr-use-{name}", disabled=state.locked() or math.isclose(lr, current.lr),
-                      type="primary" if name == "valley" else "secondary"):
+                      type="primary" if name == lr_find.DEFAULT else "secondary"):
             use(lr)
-    raw = found.suggestions["valley"][0]
-    if rounded(raw) != float(f"{raw:.2g}"):
-        st.caption("A suggestion outside the learning-rate control's range is clamped to it.")
+    clamped = [f"{lr_find.SUGGESTION_TITLES[n]} {found.suggestions[n][0]:.2g} becomes {offered[n]:g}"
+               for n in names if not math.isclose(offered[n], float(f"{found.suggestions[n][0]:.2g}"))]
+    if clamped:
+        lo, hi = controls.CONTROLS["lr"].lo, controls.CONTROLS["lr"].hi
+        st.caption(f"The learning-rate control runs from {lo:g} to {hi:g}, so a suggestion outside it is clamped: "
+                   + "; ".join(clamped) + ".")
+    st.caption("Why steepest first: on digits at this page's 3 epochs, training at the steepest point came within "
+               "2 points of the best rate of a sweep over decades in every run tried; fastai's valley sits a decade "
+               "or more lower and suits longer training.")
+    side_by_side(current, offered[lr_find.DEFAULT])
+
+
+COMPARE_KEY = "lr_compare"
+
+
+def side_by_side(current: Plan, suggested: float) -> None:
+    """fastai's habit after lr_find, in one click: train at the suggestion and at the rate in use, both
+    queued like any run, their curves on one chart."""
+    if math.isclose(suggested, current.lr):
+        st.caption(f"Your plan already trains at the suggestion, {suggested:g}.")
+    elif st.button(f"Train both: at the suggestion {suggested:g} and at your rate {current.lr:g}",
+                   key="lr-compare-start", disabled=state.locked(), icon=":material/compare_arrows:"):
+        try:
+            st.session_state[COMPARE_KEY] = [
+                services.runner().submit(current.replace(lr=lr), owner=services.owner(),
+                                         label=f"{who} lr {lr:g}", lesson=state.lesson_name())
+                for who, lr in (("suggested", suggested), ("your", current.lr))]
+        except TLCoreError as e:
+            st.error(str(e))
+    ids = st.session_state.get(COMPARE_KEY)
+    if ids:
+        _pair(tuple(ids))
+
+
+def _pair(ids: tuple[str, ...]) -> None:
+    def active() -> bool:
+        return any(_active(i) for i in ids)
+
+    @st.fragment(run_every=1.0 if active() else None)
+    def show() -> None:
+        try:
+            runs = [services.store().load(i) for i in ids]
+        except RunNotFound:
+            st.session_state.pop(COMPARE_KEY, None)
+            st.info("One of the two runs was deleted.")
+            return
+        st.plotly_chart(plots.accuracy_curves([widgets.curves(r) for r in runs]), key="lr-compare-acc")
+        st.plotly_chart(plots.loss_curves([widgets.curves(r) for r in runs]), key="lr-compare-loss")
+        if any(r.active for r in runs):
+            st.caption("Training both: " + ", ".join(f"{r.label} {r.status}" for r in runs) + ".")
+            return
+        st.markdown(" · ".join(
+            f"**{r.label}**: " + (f"validation accuracy {r.epochs[-1].val_acc:.3f}" if r.epochs else r.status)
+            for r in runs))
+    show()
 
 
 def use(lr: float) -> None:
