@@ -20,6 +20,8 @@ from . import dann  # noqa: E402,F401  (domain adaptation lab)
 from . import negative_transfer  # noqa: E402,F401  (negative transfer lab)
 from . import probe  # noqa: E402,F401
 from . import probe_finetune  # noqa: E402,F401  (fine-tune from every cut)
+from . import few_shot  # noqa: E402,F401  (one-shot and few-shot lab)
+from . import zero_shot  # noqa: E402,F401  (zero-shot lab: attributes)
 
 
 def run_plan(plan, emit, should_stop: Callable[[], bool] = lambda: False, artifact_dir: Path | None = None) -> Any:
