@@ -161,3 +161,17 @@ def test_the_teacher_page_does_not_take_a_second_guess_at_once(monkeypatch):
     at.text_input[0].set_value(KEY).run()          # right at once: not compared during the back-off
     assert not at.exception and "Too many wrong keys" in at.error[0].value
     assert "teacher_key" not in at.session_state
+
+
+# --- rows 8 and 12: the command line's names and paths -----------------------------------------------------
+def test_dann_with_an_unknown_backbone_exits_2_with_one_line(capsys):
+    assert cli.main(["dann", "--backbone", "nope"]) == 2
+    assert "unknown model 'nope'" in _one_line_error(capsys)
+
+
+def test_a_dataset_path_without_the_folder_dataset_is_refused_not_ignored(capsys, monkeypatch):
+    trained = []
+    monkeypatch.setattr("tlcore.kinds.run_plan", lambda *a, **k: trained.append(a))
+    assert cli.main(["train", "--dataset-path", "X.zip"]) == 2
+    assert "--dataset folder" in _one_line_error(capsys) and trained == []
+    assert RunStore().list() == []   # and nothing was recorded with the path in its plan

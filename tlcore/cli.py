@@ -139,6 +139,8 @@ class Parser(argparse.ArgumentParser):
     """Bad input ends in one line, like every other error here, not argparse's usage block."""
 
     def error(self, message: str) -> typing.NoReturn:
+        # What was typed is echoed: shown escaped, so a control character cannot break the one line.
+        message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
 

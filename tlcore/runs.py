@@ -236,7 +236,7 @@ class RunStore:
             q = q.where(events_t.c.type != "Step")
         with self.db.read() as c:
             events = tuple(ev.from_dict(json.loads(j)) for (j,) in c.execute(q.order_by(events_t.c.seq)))
-        return Run(row["id"], row["created"], row["owner"], row["label"], Plan.from_json(row["plan_json"]),
+        return Run(row["id"], row["created"], row["owner"], row["label"], _stored_plan(row["plan_json"]),
                    row["status"], row["message"], events)
 
     def events_since(self, run_id: str, seq: int = -1) -> list[tuple[int, ev.Event]]:
@@ -346,6 +346,15 @@ class RunStore:
     def active_ids(self) -> list[str]:
         with self.db.read() as c:
             return [r for (r,) in c.execute(select(runs_t.c.id).where(runs_t.c.status.in_(ACTIVE)))]
+
+
+def _stored_plan(text: str) -> Plan:
+    """A stored run's plan. Runs recorded before plans refused a dataset path without the folder dataset
+    kept one they never read (they trained on `dataset`): it is dropped, as it was then."""
+    d = json.loads(text)
+    if isinstance(d, dict) and d.get("dataset_path") and d.get("dataset") != "folder":
+        d = {**d, "dataset_path": ""}
+    return Plan.from_dict(d)
 
 
 def _row_changes(event: ev.Event) -> dict:

@@ -91,6 +91,8 @@ def _check_per_class(plan) -> None:
 def default_head_at(model: str) -> str:
     """The group two thirds of the way up: high enough to hold digit shapes, low enough to adapt."""
     from ..models import MODELS
+    if model not in MODELS:   # asked before the plan is made, so the plan's own check comes too late
+        raise PlanError("model", f"unknown model {model!r}; choose one of {', '.join(sorted(MODELS))}")
     names = MODELS[model].group_names
     return names[min(len(names) - 1, (2 * len(names)) // 3)]
 

@@ -274,6 +274,8 @@ def lab_plan(*, dataset: str = "digits", seed: int = 0, model: str = "efficientn
 
 def unseen_indices(dataset: str, text: str) -> list[int]:
     """'3,8' or 'Sandal,Shirt' -> class indices of the dataset (names first, then numbers)."""
+    if dataset not in TABLES:   # read before the plan is made, so the plan's own check comes too late
+        raise PlanError("dataset", f"zero-shot needs classes described by attributes: choose one of {', '.join(TABLES)}")
     classes = DATASETS[dataset].classes
     out = []
     for part in (p.strip() for p in text.split(",") if p.strip()):

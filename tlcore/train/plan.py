@@ -84,7 +84,8 @@ class Plan:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise PlanError(unknown[0], "is not a plan field")
+            name = unknown[0] if unknown[0].isidentifier() else repr(unknown[0])   # one line, whatever the key
+            raise PlanError(name, "is not a plan field")
         return cls(**d)
 
     def option(self, name: str, default: Any = None) -> Any:
@@ -150,6 +151,13 @@ def _check_type(plan: Plan, name: str, types: tuple[type, ...]) -> None:
         raise PlanError(name, f"must be of type {'/'.join(t.__name__ for t in types)}, not {type(v).__name__}")
 
 
+def _finite(v: float) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:   # an int past float's range
+        return False
+
+
 def _choice(plan: Plan, name: str, options: tuple[str, ...]) -> None:
     v = getattr(plan, name)
     if v not in options:
@@ -165,7 +173,7 @@ def _validate(p: Plan) -> None:
     for name in ("lr", "imbalance", "momentum", "weight_decay", "factor", "cut_frac", "ratio", "warmup_frac",
                  "pct_start", "div", "div_final", "mom_max", "mom_min"):
         _check_type(p, name, (int, float))
-        if not math.isfinite(getattr(p, name)):
+        if not _finite(getattr(p, name)):
             raise PlanError(name, "must be a finite number")
     if p.per_class is not None:
         _check_type(p, "per_class", (int,))
@@ -180,10 +188,15 @@ def _validate(p: Plan) -> None:
     if len(p.dataset_name) > 200:
         raise PlanError("dataset_name", "must be at most 200 characters")
 
+    for name in ("dataset", "model", "strategy", "head", "optimizer", "schedule", "bn", "device"):
+        _check_type(p, name, (str,))   # before any lookup: a list from a JSON plan is not a name
     if p.dataset not in DATASETS:
         raise PlanError("dataset", f"unknown dataset {p.dataset!r}; choose one of {', '.join(sorted(DATASETS))}")
     if p.dataset == "folder" and not p.dataset_path:
         raise PlanError("dataset_path", "the folder dataset needs a path to a directory or .zip of class folders")
+    if p.dataset_path and p.dataset != "folder":   # never stored and silently ignored
+        raise PlanError("dataset_path", f"is read only by the folder dataset, and this plan's dataset is {p.dataset!r}: "
+                                        "use --dataset folder with it, or leave the path out")
     if p.model not in MODELS:
         raise PlanError("model", f"unknown model {p.model!r}; choose one of {', '.join(sorted(MODELS))}")
     _choice(p, "strategy", STRATEGIES)
