@@ -18,8 +18,10 @@ def test_the_kind_is_registered_and_its_progress_counts_seeds_times_arms():
 
 
 def test_bad_settings_get_one_clear_message():
-    with pytest.raises(PlanError, match="at least 5 images per class"):
+    with pytest.raises(PlanError, match="from 5 to 50 images per class"):
         nt.make_plan(per_class=3)
+    with pytest.raises(PlanError, match="the other half of the data is the sources'"):
+        nt.make_plan(per_class=nt.MAX_PER_CLASS + 1)
     with pytest.raises(PlanError, match="from 1 to 10"):
         nt.make_plan(seeds=0)
     assert nt.make_plan(per_class=20, seeds=2).option("seeds") == 2
@@ -60,17 +62,19 @@ def test_the_sign_flip_is_said_where_the_verdict_changes():
     rows = [{"per_class": 5, "gap": 0.03, "spread": 0.01, "verdict": "hurt"},
             {"per_class": 10, "gap": 0.0, "spread": 0.02, "verdict": "within spread"},
             {"per_class": 20, "gap": -0.02, "spread": 0.01, "verdict": "helped"}]
-    text = nt.flip_sentence(rows)
+    text = nt.flip_sentence("related", rows)
+    assert text.startswith(nt.TITLES["related"])
     assert "between 5 and 10 per class" in text and "between 10 and 20 per class" in text
     assert "20/class helped (-0.020)" in text
 
 
 def test_the_whole_comparison_runs_and_its_gaps_are_wang_et_als_definition(tmp_path, monkeypatch):
-    # Real digits, the bundled Lite0, two seeds; the misleading pre-training, the scratch CNN and the sweep shortened.
+    # Real digits, the bundled Lite0, two seeds; the sources' training, the scratch CNN and the sweep shortened.
     import statistics
 
+    from tlcore.labs import photo_sources
     from tlcore.train.events import LabResult, RunEnded
-    monkeypatch.setattr(nt, "MISLEAD_STEPS", 2)
+    monkeypatch.setattr(photo_sources, "EPOCHS", 1)
     monkeypatch.setattr(nt, "SCRATCH_EPOCHS", 1)
     monkeypatch.setattr(nt, "SWEEP_PER_CLASS", (5,))
     plan = nt.make_plan(per_class=5, seeds=2, image_size=32).replace(device="cpu")
@@ -87,8 +91,9 @@ def test_the_whole_comparison_runs_and_its_gaps_are_wang_et_als_definition(tmp_p
         want = statistics.mean((1 - acc[src, s]) - (1 - acc["scratch", s]) for s in (0, 1))
         assert g["gap_vs_scratch"] == pytest.approx(want) and g["seeds"] == 2
     sweep = [e.values for e in events if isinstance(e, LabResult) and e.schema == nt.SWEEP]
-    # the sweep's ImageNet arm at the run's own per-class count is the comparison's ImageNet arm
-    assert {(v["seed"], v["imagenet_acc"]) for v in sweep} == {(s, acc["imagenet", s]) for s in (0, 1)}
+    # every source's sweep arm at the run's own per-class count is the comparison's arm
+    for src in nt.SOURCES:
+        assert {(v["seed"], v[f"{src}_acc"]) for v in sweep} == {(s, acc[src, s]) for s in (0, 1)}
     assert statistics.mean(acc["imagenet", s] for s in (0, 1)) > 0.5    # ten classes: chance is 0.1
 
 
@@ -103,15 +108,16 @@ def test_the_page_says_per_source_what_the_run_showed_and_where_the_sign_flips()
     store = RunStore()
     plan = nt.make_plan()
     run_id = store.create(plan, owner="someone")
-    accs = {"scratch": (0.90, 0.91, 0.92), "pixel_svm": (0.94, 0.94, 0.95), "imagenet": (0.97, 0.96, 0.97),
-            "misleading": (0.90, 0.91, 0.91), "random_init": (0.95, 0.93, 0.94)}
+    accs = {"scratch": (0.90, 0.91, 0.92), "pixel_svm": (0.94, 0.94, 0.95), "related": (0.97, 0.96, 0.97),
+            "imagenet": (0.95, 0.93, 0.94), "misleading": (0.90, 0.91, 0.91), "random_init": (0.92, 0.92, 0.93)}
     for arm, per in accs.items():
         for seed, a in enumerate(per):
             store.append(run_id, LabResult(nt.RUN, {"arm": arm, "seed": seed, "target_acc": a}))
     for n, im in ((5, 0.85), (20, 0.97)):
         for seed in range(3):
-            store.append(run_id, LabResult(nt.SWEEP, {"per_class": n, "seed": seed, "imagenet_acc": im + 0.001 * seed,
-                                                      "pixel_svm_acc": 0.90}))
+            store.append(run_id, LabResult(nt.SWEEP, {"per_class": n, "seed": seed, "related_acc": im + 0.001 * seed,
+                                                      "imagenet_acc": 0.90, "misleading_acc": 0.80,
+                                                      "random_init_acc": 0.85, "pixel_svm_acc": 0.90}))
     store.append(run_id, RunEnded("finished", "", 30.0))
     at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
     at.run()
@@ -121,9 +127,10 @@ def test_the_page_says_per_source_what_the_run_showed_and_where_the_sign_flips()
     assert not at.exception, [e.value for e in at.exception]
     text = " ".join(m.value for m in at.markdown)
     assert "stronger arm without a source, **SVM on pixels**" in text
-    assert "**ImageNet backbone** helped: mean gap -0.023" in text
-    assert "**Misleading source (random labels on noise first)** hurt: mean gap +0.037" in text
-    assert "**Random init backbone (no source)** neither helped nor hurt" in text
-    assert "5/class hurt" in text and "20/class helped" in text and "between 5 and 20 per class" in text
+    assert f"**{nt.TITLES['related']}** helped: mean gap -0.023" in text
+    assert f"**{nt.TITLES['misleading']}** hurt: mean gap +0.037" in text
+    assert f"**{nt.TITLES['imagenet']}** neither helped nor hurt" in text
+    assert f"{nt.TITLES['related']} against the pixel SVM, by images per class: 5/class hurt" in text
+    assert "20/class helped" in text and "between 5 and 20 per class" in text
     assert "64 px helped" in text                        # the measured image sizes, in words
-    assert "15 arm runs" in " ".join(p.proto.text for p in at.get("progress"))   # seeds x arms
+    assert "18 arm runs" in " ".join(p.proto.text for p in at.get("progress"))   # seeds x arms

@@ -14,21 +14,24 @@ learning from your data alone. That is **negative transfer**. Wang et al. (2019)
 **gap**: target error with the source minus target error without it. Above zero the source hurt;
 below zero it helped.
 
-Here the same target (scikit-learn's 8×8 digits) is learned with and without each source, once per
-seed. With a source, a frozen EfficientNet-Lite0 fed at {D['image_size']} px gives features, read at its
-middle layer group ({nt.CUT}: the Where-to-transfer probe finds it suits digits, while the top group
-holds ImageNet-specific features), and a logistic regression learns the classes. The sources: the
-network as it ships (**ImageNet**); the same network first fine-tuned by us on random labels of
-random-noise images (a **misleading** source: nothing in common with digits, nothing to learn); and, for reference, random
-weights (no source at all). Without a source: a small CNN trained from scratch, and a linear SVM on the
-raw pixels. A source's verdict is against the **stronger** of the two, seed by seed, and counts only
-when the mean gap is larger than its spread over the seeds (largest minus smallest).
+Here the same target (scikit-learn's 8×8 digits, {D['per_class']} images per class by default) is learned
+with and without each source, once per seed (each seed draws its own target sample). Half of the
+digits are set aside for the sources, blended onto photos: the same ten classes in another look; the
+target only ever sees the other half. With a source, a network gives features and a logistic
+regression learns the digits from them. The sources: a small CNN **taught the digits** on those photos
+(a **related** source); the **same CNN on the same images, taught which photo is behind each digit**
+(a **misleading** source: it learns to look at the background, not the shape); the same CNN
+**untrained** (the architecture without any source); and EfficientNet-Lite0 with its **ImageNet**
+weights, fed at {D['image_size']} px and read at its middle layer group ({nt.CUT}: the Where-to-transfer
+probe finds it suits digits). Without a source: a small CNN trained from scratch on the target, and a
+linear SVM on the raw pixels. A source's verdict is against the **stronger** of the two, seed by seed,
+and counts only when the mean gap is larger than its spread over the seeds (largest minus smallest).
 """)
 widgets.seed_controls("negative_transfer", {"nt_per_class": D["per_class"], "nt_seeds": D["seeds"]},
                       lambda p: {"nt_per_class": p.per_class, "nt_seeds": p.option("seeds", D["seeds"])}
-                      if p.per_class in range(5, 101, 5) and p.option("seeds", D["seeds"]) <= 5 else {})
+                      if p.per_class in range(5, nt.MAX_PER_CLASS + 1, 5) and p.option("seeds", D["seeds"]) <= 5 else {})
 c = st.columns(2)
-per_class = c[0].slider("Images per class", 5, 100, step=5, key="nt_per_class")
+per_class = c[0].slider("Images per class", 5, nt.MAX_PER_CLASS, step=5, key="nt_per_class")
 seeds = c[1].slider("Seeds (runs per arm)", 1, 5, key="nt_seeds")
 base = state.plan()
 try:
@@ -44,8 +47,8 @@ def _size_sentence() -> str:
     def word(gap: float, spread: float) -> str:
         return "within spread" if abs(gap) <= spread else "helped" if gap < 0 else "hurt"
     gaps = ", ".join(f"{px} px {word(g, s)} ({g:+.3f}, spread {s:.3f})" for px, (g, s) in sorted(nt.SIZE_GAPS.items()))
-    return (f"The image size moves the sign too (measured once, not in your run: {D['per_class']}/class, "
-            f"{D['seeds']} seeds, ImageNet's {nt.CUT} against the pixel SVM): {gaps}. The digits are 8×8 images "
+    return (f"The image size moves ImageNet's sign too (measured once, not in your run: {nt.SIZE_GAPS_AT}, "
+            f"ImageNet's {nt.CUT} against the pixel SVM): {gaps}. The digits are 8×8 images "
             f"blown up; Lite0 learned from 224 px photos, and at 32 px its {nt.CUT} map is only 2×2.")
 
 
@@ -74,9 +77,10 @@ def draw(run) -> None:
                         f"(per seed: {', '.join(f'{g:+.3f}' for g in r['gaps'].values())}).")
         if n == 1:
             st.caption("With one seed there is no spread: every difference counts. Use 3 seeds or more.")
-        flips = nt.sweep(run)
-        if flips:
-            st.markdown(nt.flip_sentence(flips))
+        st.markdown("**Where the sign flips with the amount of target data** (your run, every source against "
+                    "the pixel SVM, the same seeds):")
+        for source, flips in nt.sweep(run).items():
+            st.markdown("- " + nt.flip_sentence(source, flips))
         st.markdown(_size_sentence())
     elif gaps and run.status == "finished":   # a run recorded before the verdicts: its gaps against the scratch CNN
         for g in gaps:
