@@ -48,9 +48,14 @@ def test_gradual_unfreezing_scales_measured_steps_to_the_groups_still_to_open():
     events = steps(0, 0, 9, 1.0, 0.001) + steps(1, 10, 14, 5.0, 0.1)   # cut 3 measured: 0.1 s a step
     epochs = [epoch_end(0, feature_seconds=2.0)]   # 400 images x 100 MFLOPs in 2 s: 5e-5 s per MFLOP-image
     left = progress.time_left(GRADUAL, s, events, epochs)
-    # 5 steps of this epoch at 0.1 s; cut 2 and cut 1 scaled by their training work (3 x trainable
-    # MFLOPs: 210 and 270 against 120); a feature pass through the new frozen prefix before each.
-    expected = 5 * 0.1 + 10 * 0.1 * 210 / 120 + 10 * 0.1 * 270 / 120 + 400 * 30 * 5e-5 + 400 * 10 * 5e-5
+    # 5 steps of this epoch at 0.1 s; cut 2 scaled by its training work (3 x trainable MFLOPs: 210
+    # against 120); cut 1's work is over twice the measured cut's (270), too far to scale: priced from
+    # the feature pass's forward rate instead (32 images x 4.5 x 90 MFLOPs x 5e-5 s), the larger of the
+    # two; a feature pass through the new frozen prefix before each; each epoch's evaluation, a forward
+    # pass over 80 validation images through the groups it trains (40, 70, 90 MFLOPs).
+    far = max(0.1 * 270 / 120, 32 * progress.TRAIN_OVER_FEATURE_PASS * 90 * 5e-5)
+    expected = (5 * 0.1 + 10 * 0.1 * 210 / 120 + 10 * far + 400 * 30 * 5e-5 + 400 * 10 * 5e-5
+                + 80 * (40 + 70 + 90) * 5e-5)
     assert left == pytest.approx(expected)
     naive = (4 * SPE - 15) * 0.1        # today's estimate: the current epoch's speed for everything left
     assert left > naive
@@ -74,7 +79,10 @@ def test_fine_tuning_uses_the_runs_clock_between_reports():
     plan = Plan(strategy="fine_tune_all", epochs=2, batch_size=32, image_size=32)
     s = started(plan, cuts=(0, 0), mflops=MFLOPS)
     events = steps(0, 0, 3, 10.0, 0.5, ips=999.0)
-    assert progress.time_left(plan, s, events) == pytest.approx((2 * SPE - 4) * 0.5)
+    # Steps at 0.5 s; each epoch's evaluation at the forward rate those steps imply (0.5 s for 32 images
+    # x 3 x 100 MFLOPs), over 80 validation images x 100 MFLOPs.
+    evaluation = 2 * 80 * 100 * 0.5 / (32 * 3 * 100)
+    assert progress.time_left(plan, s, events) == pytest.approx((2 * SPE - 4) * 0.5 + evaluation)
 
 
 def test_nothing_to_estimate_without_steps_or_a_network():

@@ -6,7 +6,14 @@ current epoch is useless. We measure the seconds per optimiser step of each cut 
 trained so far and scale to cuts not yet seen by their work per image, from the forward MFLOPs
 of each layer group: forward and backward (about 3x forward) through the trainable groups, plus a
 forward through the frozen ones unless their outputs are cached (then a one-off feature pass for
-each new cut). Until the run has measured what it needs, the answer is None ("estimating…").
+each new cut), and each epoch's evaluation: a forward pass over the validation images. Until the
+run has measured what it needs, the answer is None ("estimating…").
+
+FLOPs are a poor guide from a cut that trains little to one that trains much: gradual unfreezing
+measures the head-only top group first, and a training step through Lite0's stages costs far more
+per MFLOP than one through its top 1x1 convolution (depthwise convolutions are memory-bound). The
+estimate was half the truth in epoch 2 ("about 17 s left" with 77 s to go). A cut whose work is
+far from every measured one is scaled instead from the feature pass's measured forward rate.
 """
 from __future__ import annotations
 
@@ -14,11 +21,15 @@ from collections import defaultdict
 from typing import Sequence
 
 from .kinds import KINDS
-from .train.events import EpochEnded, Event, LabResult, RunEnded, RunStarted, Step
+from .train.events import EpochEnded, Event, LabResult, Phase, RunEnded, RunStarted, Step
 from .train.plan import Plan
 from .train.strategies import cut_schedule, frozen_prefix_is_fixed
 
 BACKWARD_FACTOR = 3.0     # forward + backward costs about three forwards
+# A training step through a group against the feature pass's forward through it (no autograd, bf16 where
+# the CPU has it): 4.3-5.0 measured for Lite0's stage3/stage4 on a Zen 5 core at 64 and 128 px.
+TRAIN_OVER_FEATURE_PASS = 4.5
+FAR = 2.0                 # a measured cut whose work differs by more than this factor is too far to scale from
 
 
 def cuts_of(plan: Plan, started: RunStarted | None) -> tuple[int, ...]:
@@ -55,8 +66,11 @@ def work_per_image(cut: int, group_mflops: Sequence[float], cached: bool) -> flo
 
 
 def _cost_per_cut(plan: Plan, cuts: Sequence[int], measured: dict[int, float],
-                  mflops: Sequence[float]) -> dict[int, float] | None:
-    """Seconds per step for every cut still to come, or None if some cannot be estimated yet."""
+                  mflops: Sequence[float], batch: int = 0, feature_rate: float | None = None) -> dict[int, float] | None:
+    """Seconds per step for every cut still to come, or None if some cannot be estimated yet.
+
+    `feature_rate` (seconds per MFLOP per image of a measured feature pass) prices a cut whose work is
+    more than FAR from every measured cut's; otherwise the most similar measured cut is scaled by work."""
     by_cut = {cuts[e]: s for e, s in sorted(measured.items()) if e < len(cuts)}
     work = {c: work_per_image(c, mflops, frozen_prefix_is_fixed(plan, c)) if mflops else None for c in set(cuts)}
     anchors = [(c, s) for c, s in by_cut.items() if work[c]]
@@ -69,7 +83,36 @@ def _cost_per_cut(plan: Plan, cuts: Sequence[int], measured: dict[int, float],
             continue
         ref, secs = min(anchors, key=lambda a: abs(work[a[0]] - work[c]))   # the most similar cut measured
         out[c] = secs * work[c] / work[ref]
+        if feature_rate and batch and not 1 / FAR <= work[c] / work[ref] <= FAR:
+            trained = sum(mflops[c:]) * TRAIN_OVER_FEATURE_PASS
+            frozen = 0.0 if frozen_prefix_is_fixed(plan, c) else sum(mflops[:c])
+            out[c] = max(out[c], batch * (trained + frozen) * feature_rate)
     return out
+
+
+def _measured_feature_rate(started: RunStarted, cuts: Sequence[int], epochs: Sequence[EpochEnded]) -> float | None:
+    """Seconds per MFLOP per image of the latest feature pass the run measured (None before one)."""
+    mflops, images = started.group_mflops, started.train_size + started.val_size
+    for e in reversed(epochs):
+        work = images * sum(mflops[:cuts[e.epoch]]) if mflops and e.epoch < len(cuts) else 0
+        if e.feature_seconds > 0 and work > 0:
+            return e.feature_seconds / work
+    return None
+
+
+def _evaluation_seconds(plan: Plan, started: RunStarted, cuts: Sequence[int], epochs: range,
+                        rate: float | None) -> float:
+    """Each epoch ends with a forward pass over the validation images through the groups it trains
+    (and the frozen ones too when their outputs are not cached)."""
+    mflops = started.group_mflops
+    if not mflops or rate is None:
+        return 0.0
+    total = 0.0
+    for e in epochs:
+        c = cuts[e]
+        work = sum(mflops[c:]) + (0.0 if frozen_prefix_is_fixed(plan, c) else sum(mflops[:c]))
+        total += started.val_size * work * rate
+    return total
 
 
 def _feature_pass_seconds(plan: Plan, started: RunStarted, cuts: Sequence[int], epoch: int,
@@ -116,14 +159,17 @@ def time_left(plan: Plan, started: RunStarted | None, steps: Sequence[Step],
         return None
     batch = min(plan.batch_size, started.train_size) if started.train_size else plan.batch_size
     per_step = step_seconds(steps, plan.batch_size, started.train_size)
-    costs = _cost_per_cut(plan, cuts, per_step, started.group_mflops)
+    costs = _cost_per_cut(plan, cuts, per_step, started.group_mflops, batch,
+                          _measured_feature_rate(started, cuts, epochs))
     if costs is None or cuts[last.epoch] not in costs:
         return None
     left = max((last.epoch + 1) * spe - (last.step + 1), 0) * costs[cuts[last.epoch]]
     left += sum(spe * costs[cuts[e]] for e in range(last.epoch + 1, len(cuts)))
     rate = _forward_rate(plan, started, cuts, epochs, per_step, batch)
     passes = _feature_pass_seconds(plan, started, cuts, last.epoch, rate)
-    return None if passes is None else left + passes
+    if passes is None:
+        return None
+    return left + passes + _evaluation_seconds(plan, started, cuts, range(last.epoch, len(cuts)), rate)
 
 
 def duration(seconds: float) -> str:
@@ -182,3 +228,64 @@ def speed_figures(e: EpochEnded) -> list[tuple[str, str]]:
     else:
         out.append(("Training images/s", f"{e.images_per_s:,.0f}"))
     return out
+
+
+# --- a lab that fine-tunes from each cut in turn ("Fine-tune from each cut") --------------------------
+def _cut_work(i: int, mflops: Sequence[float], train: int, val: int, epochs: int, cached: bool) -> float:
+    """MFLOP-images of fine-tuning from cut i+1: the frozen prefix's pass (once when cached), the
+    trained groups forward and backward for every epoch, and the evaluation."""
+    cut = i + 1
+    frozen, trained = sum(mflops[:cut]), sum(mflops[cut:])
+    prefix = (train + val) * frozen if cached else (epochs * train + val) * frozen
+    # Against the feature pass (inference mode), training costs TRAIN_OVER_FEATURE_PASS forwards, not 3:
+    # priced at 3 the cheap top cuts, mostly feature passes, took half what the first cuts predicted.
+    return prefix + epochs * train * TRAIN_OVER_FEATURE_PASS * trained + val * trained
+
+
+def cuts_time_left(plan: Plan, started: RunStarted | None, events: Sequence[Event]) -> float | None:
+    """Seconds left of a run that fine-tunes from every cut, bottom to top (one summary row per cut,
+    with its seconds): each cut still to come priced by its work at the seconds per MFLOP-image the
+    latest finished cut took (or, during the first, its own steps), the current one by its steps left.
+
+    It showed no time left at all: 230 s of runs with only "Fine-tuning from each cut in turn"."""
+    if started is None or not started.group_mflops:
+        return None
+    mflops, n = started.group_mflops, len(started.group_mflops)
+    epochs = int(plan.option("epochs", 1))
+    cached = frozen_prefix_is_fixed(plan, 1)
+    def work(i: int) -> float:
+        return _cut_work(i, mflops, started.train_size, started.val_size, epochs, cached)
+    rows = [e.values for e in events if isinstance(e, LabResult) and {"index", "seconds"} <= set(e.values)]
+    done = {int(r["index"]) for r in rows}
+    current = len(done)
+    if current >= n:
+        return 0.0
+    steps = [e for e in events if isinstance(e, Step)]
+    if rows:   # the latest cut: the first one, cold and training the big early maps, costs more per MFLOP
+        rate = rows[-1]["seconds"] / max(work(int(rows[-1]["index"])), 1e-9)
+    else:   # the first cut, before it has finished: from its own steps
+        per_step = step_seconds(steps, plan.batch_size, started.train_size)
+        if not per_step or not steps:
+            return None
+        batch = min(plan.batch_size, started.train_size)
+        trained = TRAIN_OVER_FEATURE_PASS * sum(mflops[1:]) + (0.0 if cached else sum(mflops[:1]))
+        rate = max(per_step.values()) / max(batch * trained, 1e-9)
+    # The share of the current cut's steps done, if the latest Step is this cut's (after the latest row).
+    last_step = max((k for k, e in enumerate(events) if isinstance(e, Step)), default=-1)
+    last_row = max((k for k, e in enumerate(events) if isinstance(e, LabResult)), default=-1)
+    in_cut = 0.0
+    if last_step > last_row:
+        s = events[last_step]
+        in_cut = min((s.step + 1) / max(s.total_steps, 1), 1.0)
+    left = work(current) * rate * (1.0 - in_cut)
+    return left + sum(work(i) * rate for i in range(current + 1, n))
+
+
+
+def run_time_left(plan: Plan, started: RunStarted | None, events: Sequence[Event], steps: Sequence[Step],
+                  epochs: Sequence[EpochEnded]) -> float | None:
+    """Time left of any run the progress line shows: one that fine-tunes from each cut in turn (its
+    "cut" phases) by its cuts, else by its epochs' cuts (time_left)."""
+    if any(isinstance(e, Phase) and e.name == "cut" for e in events):
+        return cuts_time_left(plan, started, events)
+    return time_left(plan, started, steps, epochs)

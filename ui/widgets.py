@@ -181,7 +181,7 @@ def progress(run: Run) -> None:
     if isinstance(latest, Step):   # training; a feature pass between epochs shows as its phase
         last, steps = latest, run.steps
         done = (last.step + 1) / last.total_steps
-        left = run_progress.time_left(run.plan, run.started, steps, run.epochs)
+        left = run_progress.run_time_left(run.plan, run.started, run.events, steps, run.epochs)
         st.progress(min(done, 1.0), text=f"epoch {last.epoch + 1} · step {last.step + 1}/{last.total_steps} · "
                                           f"{last.images_per_s:,.0f} training images/s · "
                                           f"{run_progress.left_text(left) if done < 1 else 'evaluating…'}")
@@ -193,7 +193,9 @@ def progress(run: Run) -> None:
         what = {"features": "Computing the frozen layers' features once", "data": "Loading the data",
                 "svm": "Fitting the SVM", "classifier": "Fitting the classifier",
                 "cut": "Fine-tuning from each cut in turn"}.get(p.name, p.name)
-        st.progress(min(p.done / max(p.total, 1), 1.0), text=f"{what}{' (from cache)' if p.cache_hit else ''}…")
+        left = run_progress.cuts_time_left(run.plan, run.started, run.events) if p.name == "cut" else None
+        st.progress(min(p.done / max(p.total, 1), 1.0), text=f"{what}{' (from cache)' if p.cache_hit else ''}…"
+                                                              + (f" · {run_progress.left_text(left)}" if p.name == "cut" else ""))
 
 
 def download_bar(slot, what: str, done: int, total: int | None) -> None:
