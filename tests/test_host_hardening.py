@@ -175,3 +175,39 @@ def test_a_dataset_path_without_the_folder_dataset_is_refused_not_ignored(capsys
     assert cli.main(["train", "--dataset-path", "X.zip"]) == 2
     assert "--dataset folder" in _one_line_error(capsys) and trained == []
     assert RunStore().list() == []   # and nothing was recorded with the path in its plan
+
+
+# --- row 10: a device the host does not have ----------------------------------------------------------------
+import torch  # noqa: E402
+
+from tlcore.errors import PlanError  # noqa: E402
+from tlcore.jobs import JobRunner  # noqa: E402
+
+no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="this host has a CUDA GPU")
+
+
+@no_gpu
+def test_a_plan_for_a_device_the_host_lacks_is_refused_before_it_queues(tmp_path):
+    import fakes
+    runner = JobRunner(RunStore(tmp_path), backend="thread", train_fn=fakes.fake_train)
+    try:
+        assert "cuda" not in runner.devices() and "cpu" in runner.devices()
+        with pytest.raises(PlanError, match="no CUDA GPU") as err:
+            runner.submit(Plan(device="cuda", image_size=32), owner="me")
+        assert err.value.field == "device" and runner.store.list() == []
+    finally:
+        runner.shutdown()
+
+
+@no_gpu
+def test_a_link_asking_for_a_device_the_host_lacks_is_ignored_with_a_note():
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params["device"] = "cuda"
+    at.query_params["epochs"] = "2"
+    at.run()   # the page the link opens reads it, and says what it ignored
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("device" in w.value and "no such device" in w.value for w in at.warning)
+    at.switch_page(str(ROOT / "views" / "train.py")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["plan"]["device"] == "auto" and at.session_state["plan"]["epochs"] == 2

@@ -178,6 +178,7 @@ def test_stopping_a_queued_run_wakes_whoever_waits_for_it(tmp_path):
 
 def test_each_device_has_its_own_queue_and_limit(tmp_path, monkeypatch):
     monkeypatch.setattr(tlcore.jobs.backends, "auto_device_type", lambda: "cuda")
+    monkeypatch.setattr(tlcore.jobs.backends, "local_devices", lambda: ("cpu", "cuda"))   # a host with a GPU
     gates = {"cuda": threading.Event(), "cpu": threading.Event()}
     runner = Runner(RunStore(tmp_path), max_concurrent=1,
                     train_fn=lambda plan, *a: fake_train(plan, *a, gate=gates[tlcore.jobs.backends.device_of(plan)]))

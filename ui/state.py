@@ -70,6 +70,8 @@ def link_value(name: str, text: str) -> tuple[Any, str | None]:
         value = _parse(name, text)
     except ValueError:
         return None, "not a valid value"
+    if name == "device" and value != "auto" and value not in services.runner().devices():
+        return None, "this server has no such device"   # it would queue, then fail
     c = controls.CONTROLS.get(name)
     if c is not None:
         if c.zero_is_none and value == 0:

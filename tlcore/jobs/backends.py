@@ -28,8 +28,21 @@ def device_of(plan: Plan) -> str:
     return auto_device_type() if plan.device == "auto" else plan.device
 
 
+DEVICE_NAMES = {"cuda": "CUDA GPU", "mps": "Apple GPU", "cpu": "CPU"}
+
+
+def local_devices() -> tuple[str, ...]:
+    """The device types runs can train on in this host's worker processes."""
+    import torch
+
+    from ..device import _mps_available
+    return ("cpu", *(("cuda",) if torch.cuda.is_available() else ()), *(("mps",) if _mps_available() else ()))
+
+
 class Backend(Protocol):
     name: str
+
+    def devices(self) -> tuple[str, ...]: ...   # the device types its workers have
 
     def run(self, run_id: str, plan: Plan, train_fn: Callable, forced: Callable[[], bool]) -> None: ...
 
@@ -42,6 +55,9 @@ class ThreadBackend:
 
     def __init__(self, store: RunStore) -> None:
         self.store = store
+
+    def devices(self) -> tuple[str, ...]:
+        return local_devices()
 
     def run(self, run_id, plan, train_fn, forced) -> None:
         try:
@@ -98,6 +114,9 @@ class ProcessBackend:
         self._ctx = mp.get_context("spawn")
         self._workers: dict[int, _Worker] = {}    # slot thread id -> its worker
         self._lock = threading.Lock()
+
+    def devices(self) -> tuple[str, ...]:
+        return local_devices()   # the workers are spawned from this process, on this machine
 
     def _worker(self) -> _Worker:
         key = threading.get_ident()

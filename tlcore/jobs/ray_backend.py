@@ -88,6 +88,11 @@ class RayBackend:
         self._remote = ray.remote(max_retries=0)(_task)
         self.gpu_share = settings.read("TLCORE_RAY_GPU_FRACTION")   # below 1: runs share a GPU
 
+    def devices(self) -> tuple[str, ...]:
+        """What the cluster's workers have: a GPU anywhere in it makes CUDA runs placeable."""
+        import ray
+        return ("cpu", "cuda") if ray.cluster_resources().get("GPU", 0) > 0 else ("cpu",)
+
     def _resources(self, plan) -> dict:
         gpus = self.gpu_share if device_of(plan) == "cuda" else 0
         return {"num_cpus": 1, "num_gpus": gpus}

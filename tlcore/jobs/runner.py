@@ -8,11 +8,11 @@ from collections import deque
 from typing import Callable
 
 from .. import settings
-from ..errors import TLCoreError
+from ..errors import PlanError, TLCoreError
 from ..runs import HEARTBEAT_S, RunStore
 from ..train.events import RunEnded
 from ..train.plan import Plan
-from .backends import Backend, ProcessBackend, ThreadBackend, device_of
+from .backends import DEVICE_NAMES, Backend, ProcessBackend, ThreadBackend, device_of, local_devices
 from ..limits import Limits
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,19 @@ class JobRunner:
         self._sweeper.start()
 
     # --- what pages call ---------------------------------------------------------------------------
+    def devices(self) -> tuple[str, ...]:
+        """The device types a plan may ask for here ("auto" always): what the backend's workers have."""
+        have = getattr(self.backend, "devices", None)
+        return have() if have is not None else local_devices()
+
+    def check_device(self, plan: Plan) -> None:
+        """A plan for a device no worker has would queue, then fail: refused like any out-of-range value."""
+        if plan.device != "auto" and plan.device not in self.devices():
+            raise PlanError("device", f"this server has no {DEVICE_NAMES.get(plan.device, plan.device)}: choose auto or "
+                                      f"one of {', '.join(self.devices())}")
+
     def submit(self, plan: Plan, *, owner: str = "", label: str = "", lesson: str = "") -> str:
+        self.check_device(plan)
         self.limits.check(plan)
         device = device_of(plan)
         with self._lock:
