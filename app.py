@@ -23,6 +23,7 @@ SECTIONS = {
         st.Page("views/train.py", title="Train", icon=":material/model_training:"),
         st.Page("views/results.py", title="Results", icon=":material/analytics:"),
         st.Page("views/compare.py", title="Compare", icon=":material/compare:"),
+        st.Page("views/webcam.py", title="Webcam classifier", icon=":material/photo_camera:"),
     ],
     "Labs": [
         st.Page("views/where_to_transfer.py", title="Where to transfer", icon=":material/stacked_line_chart:"),
@@ -30,6 +31,8 @@ SECTIONS = {
         st.Page("views/domain_adaptation.py", title="Domain adaptation", icon=":material/swap_horiz:"),
         st.Page("views/negative_transfer.py", title="Negative transfer", icon=":material/trending_down:"),
         st.Page("views/multitask.py", title="Multi-task lab", icon=":material/call_split:"),
+        st.Page("views/few_shot.py", title="Few-shot", icon=":material/filter_1:"),
+        st.Page("views/zero_shot.py", title="Zero-shot", icon=":material/visibility_off:"),
     ],
     "Guides": [
         st.Page("views/metrics_lab.py", title="Metrics lab", icon=":material/calculate:"),

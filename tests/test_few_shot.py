@@ -60,8 +60,8 @@ def test_bad_options_are_refused_by_name(opts, field):
 
 def test_the_lab_draws_its_own_images_and_reads_the_top_group():
     plan = fs.lab_plan()
-    with pytest.raises(PlanError, match="per_class"):
-        plan.replace(per_class=10)
+    with pytest.raises(PlanError, match="imbalance"):
+        plan.replace(imbalance=2.0)
     with pytest.raises(PlanError, match="strategy"):
         plan.replace(strategy="feature_extractor")
 
@@ -123,3 +123,42 @@ def test_the_command_line_refuses_bad_input_in_one_line():
     out = subprocess.run([sys.executable, "-m", "tlcore", "few-shot", "--ks", "5,1"], capture_output=True,
                          text=True, cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "options.ks" in out.stderr, out.stderr
+
+
+def _wait_for_runs(store, timeout_s: float = 120.0) -> list:
+    import time
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        runs = store.list()
+        if runs and all(r.status not in ("queued", "running") for r in runs):
+            return runs
+        time.sleep(0.2)
+    raise AssertionError("the page's run did not end")
+
+
+def test_the_page_queues_its_controls_plan_and_draws_the_finished_run():
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from ui import services
+    root = Path(__file__).resolve().parents[1]
+    st.cache_resource.clear()
+    try:
+        at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
+        at.run()
+        at.switch_page(str(root / "views" / "few_shot.py")).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert at.session_state["fs_ks"] == fs.DEFAULTS["ks"] and at.session_state["fs_draws"] == fs.DEFAULTS["draws"]
+        at.session_state["fs_ks"], at.session_state["fs_draws"], at.session_state["fs_steps"] = [1], 1, 10
+        at.run()
+        next(b for b in at.button if b.label.startswith("Learn from")).click().run()
+        [run] = _wait_for_runs(services.store())
+        assert run.kind == fs.KIND and run.status == "finished"
+        from tlcore.train.plan import Plan
+        assert Plan.from_json(run.plan_json).options == {"ks": [1], "draws": 1, "steps": 10}
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert len(at.get("plotly_chart")) == 2
+        assert any("guessing would get 0.100" in m.value for m in at.markdown)
+    finally:
+        st.cache_resource.clear()

@@ -30,6 +30,9 @@ PLANS = {
     "dann": Plan(dataset="digits", per_class=10, epochs=1, batch_size=32, kind="dann"),
     "negative_transfer": Plan(dataset="digits", per_class=5, image_size=32, kind="negative_transfer",
                               options={"seeds": 1}),
+    "few_shot": Plan(dataset="digits", image_size=32, kind="few_shot", strategy="fine_tune_top",
+                     options={"ks": [1], "draws": 1, "steps": 2}),
+    "zero_shot": Plan(dataset="digits", image_size=32, kind="zero_shot", strategy="fine_tune_top"),
 }
 
 

@@ -103,3 +103,38 @@ def test_the_command_line_refuses_an_unknown_class_in_one_line():
     out = subprocess.run([sys.executable, "-m", "tlcore", "zero-shot", "--unseen", "3,x"], capture_output=True,
                          text=True, cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "'x'" in out.stderr, out.stderr
+
+
+def test_the_page_runs_the_table_the_learner_edited():
+    import time
+
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from tlcore.train.plan import Plan
+    from ui import services
+    root = Path(__file__).resolve().parents[1]
+    st.cache_resource.clear()
+    try:
+        at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
+        at.run()
+        at.switch_page(str(root / "views" / "zero_shot.py")).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert at.multiselect(key="zs_unseen:digits").value == ["3", "8"]
+        at.text_input(key="zs_new").input("thick stroke").run()
+        next(b for b in at.button if b.label == "Add the attribute").click().run()
+        assert at.session_state["zs_table:digits"]["attributes"][-1] == "thick stroke"
+        next(b for b in at.button if b.label.startswith("Recognise")).click().run()
+        store, end = services.store(), time.monotonic() + 120
+        while not (store.list() and store.list()[0].status not in ("queued", "running")):
+            assert time.monotonic() < end, "the page's run did not end"
+            time.sleep(0.2)
+        [run] = store.list()
+        o = Plan.from_json(run.plan_json).options
+        assert o["attributes"][-1] == "thick stroke" and all(row[-1] == 0 for row in o["table"]) and o["unseen"] == [3, 8]
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert len(at.get("plotly_chart")) == 2
+        assert any("not learnable" in c.proto.spec for c in at.get("plotly_chart"))   # nobody has "thick stroke"
+    finally:
+        st.cache_resource.clear()

@@ -34,6 +34,8 @@ LABS = [
     ("views/domain_adaptation.py", "Domain adaptation", "training on one domain for another, by gradient reversal"),
     ("views/negative_transfer.py", "Negative transfer", "when a pretrained start does worse than none"),
     ("views/multitask.py", "Multi-task lab", "two tasks sharing one trunk, one of them with few labels"),
+    ("views/few_shot.py", "Few-shot", "learning a class from one image, or a few"),
+    ("views/zero_shot.py", "Zero-shot", "recognising classes never seen, from a description"),
 ]
 for path, title, question in LABS:
     st.page_link(path, label=f"{title}: {question}", icon=":material/science:")
