@@ -23,6 +23,7 @@ SECTIONS = {
         st.Page("views/train.py", title="Train", icon=":material/model_training:"),
         st.Page("views/results.py", title="Results", icon=":material/analytics:"),
         st.Page("views/compare.py", title="Compare", icon=":material/compare:"),
+        st.Page("views/webcam.py", title="Webcam classifier", icon=":material/photo_camera:"),
     ],
     "Labs": [
         st.Page("views/where_to_transfer.py", title="Where to transfer", icon=":material/stacked_line_chart:"),

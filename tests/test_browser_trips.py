@@ -106,3 +106,40 @@ def test_what_a_new_student_tripped_over(server, tmp_path, monkeypatch):  # noqa
         item("item 1 (Inside the CNN: runs of this dataset)", inside_offers_runs_of_this_dataset)
         browser.close()
     assert not failed, "\n".join(failed)
+
+
+def test_webcam_classes_to_training_to_a_live_prediction(server):  # noqa: F811
+    """Teachable Machine's one screen: record frames of two classes from the camera (Chromium's fake one),
+    train, then the camera keeps sending frames and the page names each one, live."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            *ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
+        context = browser.new_context(viewport={"width": 1400, "height": 1100})
+        context.grant_permissions(["camera"])
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)
+        page.goto(f"{server}/webcam")
+        expect(page.get_by_role("heading", name="Webcam classifier")).to_be_visible(timeout=120_000)
+        cam = page.frame_locator('iframe[title*="webcam"]')
+        for name in ("hand up", "hand down"):
+            button = cam.get_by_role("button", name=f"Record 10 frames of {name}")
+            expect(button).to_be_enabled()   # enabled once the camera gives frames
+            button.click()
+            expect(page.locator('[data-testid="stMetric"]').filter(has_text=name)
+                   .get_by_text("10 frames")).to_be_visible()
+        page.get_by_role("button", name="Train on these frames").click()
+        expect(page.get_by_text(re.compile("Validation accuracy")).first).to_be_visible(timeout=300_000)
+        seen = page.locator('[data-testid="stMetric"]').filter(has_text="The network sees")
+        expect(seen).to_be_visible(timeout=120_000)
+        expect(seen.get_by_text(re.compile(r"^hand (up|down) \(\d+%\)$"))).to_be_visible()
+        counter = page.get_by_text(re.compile(r"^Frame \d+ predicted live"))
+        first = int(re.search(r"\d+", counter.inner_text()).group())
+        expect(counter).not_to_have_text(re.compile(rf"^Frame {first} "), timeout=30_000)   # the next frame came
+        later = int(re.search(r"\d+", counter.inner_text()).group())
+        assert later > first
+        page.screenshot(path=str(ARTIFACTS / "trips-webcam.png"), full_page=True)
+        browser.close()

@@ -25,6 +25,8 @@ st.markdown("""
 3. **Train** — choose what to freeze and how to schedule the learning rate; watch loss, accuracy and the confusion matrix live.
 4. **Results** — precision, recall, F1 per class and the images the model got wrong.
 5. **Compare** — put frozen, fine-tuned, gradually unfrozen and from-scratch runs side by side.
+
+Or all of it on one screen: the **Webcam classifier** — show your camera a few classes, train, and watch it name what it sees live.
 """)
 st.markdown("Then the **labs**, each answering one question from the lecture notes:")
 # One link per lab page of app.py's "Labs" section (tests/test_nav.py keeps the two lists in step).
