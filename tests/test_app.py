@@ -237,12 +237,13 @@ def test_a_webcam_photo_is_saved_once():
 
     at = page("data", owner="cam1")
     at.selectbox[0].set_value("folder").run()
-    at.camera_input[0].set_value(("shot.jpg", b"\xff\xd8 one photo", "image/jpeg")).run()
+    from test_uploads import photo   # real JPEGs: a shot goes through the checked decoder before it is kept
+    at.camera_input[0].set_value(("shot.jpg", photo(0), "image/jpeg")).run()
     assert any("now has 1 shot" in s.value for s in at.success)
     at.run()  # any rerun: the camera still holds the same photo
     next(t for t in at.text_input if t.label.startswith("Class name")).set_value("class_b").run()
     assert ui_data.webcam_counts("cam1") == {"class_a": 1}
-    at.camera_input[0].set_value(("shot.jpg", b"\xff\xd8 another photo", "image/jpeg")).run()
+    at.camera_input[0].set_value(("shot.jpg", photo(1), "image/jpeg")).run()
     assert ui_data.webcam_counts("cam1") == {"class_a": 1, "class_b": 1}
 
 

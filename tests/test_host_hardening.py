@@ -211,3 +211,90 @@ def test_a_link_asking_for_a_device_the_host_lacks_is_ignored_with_a_note():
     at.switch_page(str(ROOT / "views" / "train.py")).run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.session_state["plan"]["device"] == "auto" and at.session_state["plan"]["epochs"] == 2
+
+
+# --- row 7: revoking a share, deleting an upload ---------------------------------------------------------------
+import io  # noqa: E402
+import zipfile  # noqa: E402
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from tlcore import uploads  # noqa: E402
+from tlcore.paths import cache_dir  # noqa: E402
+
+
+def _image_zip(colour_seed: int) -> bytes:
+    """Two classes of four small PNGs."""
+    rng, buf = np.random.default_rng(colour_seed), io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for cls in ("cats", "dogs"):
+            for i in range(4):
+                png = io.BytesIO()
+                Image.fromarray((rng.random((16, 16, 3)) * 255).astype(np.uint8)).save(png, "PNG")
+                z.writestr(f"{cls}/{i}.png", png.getvalue())
+    return buf.getvalue()
+
+
+def _cache_files() -> set[str]:
+    return {str(p.relative_to(cache_dir())) for p in cache_dir().glob("*/*.pt")}
+
+
+def _cache_of(path) -> set[str]:
+    """Decode the dataset (its decoded copy is cached) and cache features for it, as a run does."""
+    from tlcore.data import load_dataset
+    from tlcore.train.features import FeatureCache, feature_key
+    before = _cache_files()
+    data = load_dataset("folder", image_size=16, path=path, per_class=3, seed=1)
+    FeatureCache().put(feature_key({"data": data.fingerprint, "model": "m"}, 2), torch.zeros(6, 4), torch.zeros(2, 4))
+    return _cache_files() - before
+
+
+def test_the_owner_revokes_a_share_and_the_token_opens_nothing():
+    ref = uploads.save("alice", "pets.zip", _image_zip(0))
+    token = uploads.share(ref, "alice")
+    shared = uploads.resolve(token, "bob")
+    cached = _cache_of(shared.path)
+    assert uploads.shares("alice") == {ref: token}
+    assert not uploads.revoke(ref, "bob")                       # only the owner's own index names it
+    assert uploads.revoke(ref, "alice") and uploads.shares("alice") == {}
+    with pytest.raises(uploads.UploadNotFound):
+        uploads.resolve(token, "bob")
+    assert cached and not (cached & _cache_files())             # the shared copy's cache went with it
+    assert uploads.resolve(ref, "alice").path.is_file()         # the owner keeps the upload itself
+
+
+def test_deleting_an_upload_removes_its_file_its_share_and_its_cached_images_and_features():
+    ref = uploads.save("alice", "pets.zip", _image_zip(0))
+    other = uploads.save("alice", "birds.zip", _image_zip(1))
+    token = uploads.share(ref, "alice")
+    mine = uploads.resolve(ref, "alice")
+    cached, kept = _cache_of(mine.path), _cache_of(uploads.resolve(other, "alice").path)
+    assert len(cached) == 2 and len(kept) == 2   # its decoded copy (datasets/) and its features (features/)
+    with pytest.raises(uploads.UploadNotFound):
+        uploads.delete(ref, "bob")
+    uploads.delete(ref, "alice")
+    assert not mine.path.exists() and [u.reference for u in uploads.mine("alice")] == [other]
+    for reference, who in ((ref, "alice"), (token, "bob")):
+        with pytest.raises(uploads.UploadNotFound):
+            uploads.resolve(reference, who)
+    files = _cache_files()
+    assert not (cached & files) and kept <= files
+
+
+def test_the_data_page_revokes_and_deletes_your_uploads():
+    ref = uploads.save("alice", "pets.zip", _image_zip(0))
+    token = uploads.share(ref, "alice")
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["owner"] = "alice"
+    at.query_params["upload"] = ref
+    at.run()
+    at.switch_page(str(ROOT / "views" / "data.py")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.button(key=f"revoke-{ref}").click().run()
+    with pytest.raises(uploads.UploadNotFound):
+        uploads.resolve(token, "bob")
+    at.button(key=f"delete-{ref}").click().run()
+    assert not at.exception and uploads.mine("alice") == []
+    assert at.session_state["plan"]["dataset"] == "digits"

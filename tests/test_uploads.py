@@ -11,6 +11,15 @@ from tlcore import uploads
 from tlcore.errors import DatasetError
 
 
+def photo(seed: int = 0) -> bytes:
+    """A real little JPEG: webcam shots go through the checked decoder before they are kept."""
+    import numpy as np
+    from PIL import Image
+    out = io.BytesIO()
+    Image.fromarray((np.random.default_rng(seed).random((24, 32, 3)) * 255).astype(np.uint8)).save(out, "JPEG")
+    return out.getvalue()
+
+
 def tiny_zip() -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
@@ -33,7 +42,7 @@ def test_an_upload_is_named_by_its_file_and_readable_only_by_its_owner(tmp_path)
 
 def test_a_crafted_reference_or_path_opens_nothing(tmp_path):
     uploads.save("alice-token", "a.zip", tiny_zip(), root=tmp_path)
-    uploads.save_shot("alice-token", "smile", b"\xff\xd8 photo", root=tmp_path)
+    uploads.save_shot("alice-token", "smile", photo(), root=tmp_path)
     for crafted in ("../private", "zip-../../x", "share-" + "A" * 30, "cam/../..", "", "zip-0123456789abcdef"):
         with pytest.raises(uploads.UploadNotFound):
             uploads.resolve(crafted, "bob-token", root=tmp_path)
@@ -63,10 +72,10 @@ def test_a_share_token_is_a_read_only_copy_that_names_no_one(tmp_path):
 
 def test_a_webcam_set_is_shared_as_it_is_now(tmp_path):
     for cls in ("left", "right"):
-        uploads.save_shot("cam-owner", cls, b"\xff\xd8 shot", root=tmp_path)
+        uploads.save_shot("cam-owner", cls, photo(1), root=tmp_path)
     uploads.name_webcam_set("cam-owner", "My hands", root=tmp_path)
     token = uploads.share(uploads.WEBCAM, "cam-owner", root=tmp_path)
-    uploads.save_shot("cam-owner", "left", b"\xff\xd8 later", root=tmp_path)
+    uploads.save_shot("cam-owner", "left", photo(2), root=tmp_path)
     shared = uploads.resolve(token, "someone", root=tmp_path)
     assert shared.name == "My hands"
     assert sorted(p.name for p in (shared.path / "left").iterdir()) == ["shot_0000.jpg"]
@@ -87,7 +96,7 @@ def test_a_rejected_upload_leaves_nothing_and_the_check_sees_the_uploads_name(tm
 
 def test_mine_lists_your_datasets_by_name(tmp_path):
     uploads.save("me-token", "first.zip", tiny_zip(), root=tmp_path)
-    uploads.save_shot("me-token", "a", b"\xff\xd8", root=tmp_path)
+    uploads.save_shot("me-token", "a", photo(3), root=tmp_path)
     names = [u.name for u in uploads.mine("me-token", root=tmp_path)]
     assert names == ["first.zip", "webcam shots"]
     assert uploads.mine("other-token", root=tmp_path) == []

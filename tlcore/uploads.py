@@ -236,3 +236,68 @@ def share(reference: str, owner: str, root: Path | None = None) -> str:
     _write_json(folder / "meta.json", {"file": target, "name": upload.name})
     _update_index(owner, root, lambda ix: ix.setdefault("shares", {}).__setitem__(reference, token))
     return f"share-{token}"
+
+
+# --- taking it back ----------------------------------------------------------------------------------------
+def shares(owner: str, root: Path | None = None) -> dict[str, str]:
+    """This owner's live share links: their dataset's reference -> the token a link carries ("share-...")."""
+    live = {ref: tok for ref, tok in _index(owner, root).get("shares", {}).items()
+            if (_shared_dir(root) / tok / "meta.json").exists()}
+    return {ref: f"share-{tok}" for ref, tok in live.items()}
+
+
+def revoke(reference: str, owner: str, root: Path | None = None) -> bool:
+    """Withdraw the share link of one of `owner`'s datasets: the shared copy and its cached images and
+    features go, so the token opens nothing any more. False when it had no share. Only the owner can:
+    the token is looked up in the owner's own index, never taken from the caller."""
+    token = _index(owner, root).get("shares", {}).get(reference)
+    if not token:
+        return False
+    folder = _shared_dir(root) / token
+    if folder.is_dir():
+        try:
+            target = folder / json.loads((folder / "meta.json").read_text())["file"]
+        except (OSError, ValueError, KeyError):
+            target = None
+        if target is not None:
+            forget_caches(target)
+        (folder / "meta.json").unlink(missing_ok=True)   # first: from here on resolve() finds nothing
+        shutil.rmtree(folder, ignore_errors=True)
+    _update_index(owner, root, lambda ix: ix.get("shares", {}).pop(reference, None))
+    return True
+
+
+def delete(reference: str, owner: str, root: Path | None = None) -> None:
+    """Delete one of `owner`'s datasets (a zip, or the webcam set): its file, its share link, and the
+    decoded images and frozen features the cache kept of it. Runs trained on it keep their results;
+    their images can no longer be shown. UploadNotFound when it is not this owner's."""
+    upload = resolve(reference, owner, root)
+    if upload.shared:
+        raise UploadNotFound("a shared dataset belongs to whoever shared it: only they can delete it")
+    revoke(reference, owner, root)
+    forget_caches(upload.path)
+    if upload.path.is_dir():
+        shutil.rmtree(upload.path, ignore_errors=True)
+    else:
+        upload.path.unlink(missing_ok=True)
+
+    def drop(ix: dict) -> None:
+        if reference == WEBCAM:
+            ix.pop("webcam", None)
+        elif m := _ZIP.fullmatch(reference):
+            ix.get("zips", {}).pop(m.group(1), None)
+    _update_index(owner, root, drop)
+
+
+def forget_caches(path: Path) -> int:
+    """Delete what the cache folder made from the dataset at `path` (its decoded copy at every size, its
+    frozen features at every cut): their names start with its source tag. Returns how many files went.
+    A server process may still hold a copy in memory until it is evicted; nothing reads it from disk."""
+    from .data.registry import source_tag
+    tag = source_tag(path)
+    gone = 0
+    for folder, pattern in (("datasets", f"*-{tag}-*.pt"), ("features", f"{tag}-*.pt")):
+        for f in (cache_dir() / folder).glob(pattern):
+            f.unlink(missing_ok=True)
+            gone += 1
+    return gone

@@ -74,6 +74,26 @@ def your_images() -> None:
                             format_func=lambda r: by_ref[r].name, key=f"mine-{current}")
             if pick is not None and pick != current:
                 use(by_ref[pick])
+            manage_uploads(earlier, current)
+
+
+def manage_uploads(earlier, current) -> None:
+    """Take back what you shared, or delete an upload (its file, its share link, its cached images and features)."""
+    live = uploads.shares(owner)
+    st.caption("Deleting an upload also withdraws its share link and the images and features the server "
+               "cached from it; runs trained on it keep their results.")
+    for u in earlier:
+        c1, c2, c3 = st.columns([3, 2, 1])
+        c1.write(f"**{u.name}**" + (" · shared by link" if u.reference in live else ""))
+        if u.reference in live and c2.button("Revoke its share link", key=f"revoke-{u.reference}",
+                                             help="The link's token opens nothing any more"):
+            uploads.revoke(u.reference, owner)
+            st.rerun()
+        if c3.button("Delete", key=f"delete-{u.reference}", type="secondary"):
+            uploads.delete(u.reference, owner)
+            if u.reference == current:   # the plan pointed at it: back to the offline default
+                widgets.apply(dataset=state.default_plan().dataset, dataset_path="", dataset_name="")
+            st.rerun()
 
 
 if not state.hidden("dataset"):

@@ -161,7 +161,20 @@ def _identity(name: str, image_size: int, val_fraction: float, path: Path | None
     if path is not None:
         ident["path"] = str(path.resolve())
         ident["content"] = _tree_digest(path) if path.is_dir() else _zip_digest(path)
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
+    return f"{source_tag(path)}-{digest}" if path is not None else digest
+
+
+def source_tag(path: str | Path) -> str:
+    """What every cache file made from a folder dataset starts with (its decoded copy, its features), so
+    deleting an upload can delete them too (tlcore.uploads.delete): the hash of where it lies."""
+    return "src" + hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:12]
+
+
+def tag_of(fingerprint: str) -> str:
+    """The source tag a fingerprint carries ("" for a registry dataset's)."""
+    head = fingerprint.split("-", 1)[0]
+    return head if head.startswith("src") and head != fingerprint else ""
 
 
 def subsample_fingerprint(full: str, per_class: int | None, imbalance: float, seed: int) -> str:
@@ -169,7 +182,8 @@ def subsample_fingerprint(full: str, per_class: int | None, imbalance: float, se
     if per_class is None and imbalance == 1.0:
         return full
     blob = json.dumps({"full": full, "per_class": per_class, "imbalance": imbalance, "seed": seed})
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    tag = tag_of(full)
+    return (f"{tag}-" if tag else "") + hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
 def _save_cache(splits: ImageSplits, file: Path) -> None:

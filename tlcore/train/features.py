@@ -38,8 +38,12 @@ def _budget_bytes() -> int:
 
 
 def feature_key(identity: dict, cut: int) -> str:
+    """The cache file's name; a folder dataset's keys start with its source tag, so deleting an upload
+    finds its features (tlcore.uploads.delete)."""
+    from ..data.registry import tag_of
     blob = json.dumps({**identity, "cut": cut, "v": FEATURE_VERSION}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    tag = tag_of(str(identity.get("data", "")))
+    return (f"{tag}-" if tag else "") + hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
 def _policy_dtype(policy: DevicePolicy) -> str:
