@@ -298,3 +298,42 @@ def test_the_data_page_revokes_and_deletes_your_uploads():
     at.button(key=f"delete-{ref}").click().run()
     assert not at.exception and uploads.mine("alice") == []
     assert at.session_state["plan"]["dataset"] == "digits"
+
+
+# --- row 2: limits count what each kind trains on ------------------------------------------------------------
+from tlcore.limits import Limits  # noqa: E402
+
+
+def test_the_image_limit_counts_a_multitask_runs_pairs_and_names_its_own_option(monkeypatch, capsys):
+    from tlcore.labs import multitask
+    limits = Limits(max_train_images=5000)
+    with pytest.raises(PlanError) as err:
+        limits.check(multitask.lab_plan(pairs=20_000))
+    assert err.value.field == "options.pairs" and "20,000 images" in str(err.value)
+    assert "training pairs (--pairs) to 5,000 or fewer" in str(err.value) and "per class" not in str(err.value)
+    limits.check(multitask.lab_plan(pairs=2_000))
+    monkeypatch.setenv("TLCORE_MAX_TRAIN_IMAGES", "5000")
+    assert cli.main(["multitask", "--pairs", "20000"]) == 2
+    assert "--pairs" in _one_line_error(capsys)
+
+
+def test_kinds_without_epochs_are_not_refused_for_epochs_and_a_kinds_own_epochs_are_limited():
+    from tlcore.labs import negative_transfer, probe_finetune  # noqa: F401
+    limits = Limits(max_epochs=1)
+    limits.check(Plan(kind="probe", image_size=32))                    # a probe has no epochs (plan.epochs is 3)
+    limits.check(negative_transfer.make_plan())                       # nor has negative transfer: its arms' are fixed
+    with pytest.raises(PlanError) as err:
+        limits.check(Plan(kind="cut_finetune", image_size=32, epochs=1, options={"epochs": 3}))
+    assert err.value.field == "options.epochs"
+    with pytest.raises(PlanError, match="at most 1 epochs"):
+        limits.check(Plan(image_size=32, epochs=3))
+
+
+def test_a_lab_whose_own_sweep_needs_more_than_the_limit_says_so():
+    from tlcore.labs import negative_transfer
+    plan = negative_transfer.make_plan()   # 20 per class on digits, and a sweep up to 40 per class
+    with pytest.raises(PlanError, match="needs a limit of at least 400"):
+        Limits(max_train_images=300).check(plan)
+    Limits(max_train_images=400).check(plan)
+    with pytest.raises(PlanError, match="images per class .* to 45 or fewer"):
+        Limits(max_train_images=450).check(plan.replace(per_class=50))

@@ -40,6 +40,12 @@ class Kind:
     # The network a run of this kind trains, in words, for lists of runs (CLI, Teacher page): a lab whose
     # plan's `model` and `strategy` are placeholders says what it really trains. None: the plan's model.
     network: Callable[[Any], str] | None = None
+    # What the host's limits (tlcore.limits) count. `epochs(plan)`: (passes over the data, the field or
+    # option that sets them), or None for a kind without epochs (plan.epochs is then not read, nor limited).
+    # `train_images(plan, data)`: a limits.TrainImages, what a run really trains on and which of the kind's
+    # options changes it; `data()` loads the plan's dataset (cached). None: the plan's training split.
+    epochs: Callable[[Any], tuple[int, str]] | None = lambda plan: (plan.epochs, "epochs")
+    train_images: Callable[[Any, Callable[[], Any]], Any] | None = None
 
 
 KINDS: dict[str, Kind] = {}

@@ -201,7 +201,18 @@ def run(plan, emit, should_stop, artifact_dir):
         emit(Metrics({f"{arm}_{k}": v for arm, r in finals.items() for k, v in r.items()}))
 
 
+def train_images(plan, data):
+    """What the host's image limit counts: the labelled source and the unlabelled target, both trained on."""
+    from ..limits import TrainImages
+    src = data()
+    tgt = _target_data(plan, plan.resolved_image_size())
+    return TrainImages(int(src.train_y.numel() + tgt.train_y.numel()), "per_class",
+                       "images per class on each side (--per-class)", per_unit=src.num_classes + tgt.num_classes,
+                       least=MIN_PER_CLASS)
+
+
 register_kind(Kind("dann", "Domain adaptation (DANN)", run, validate=validate, results=(EPOCH, FINAL), unit="arm",
+                   train_images=train_images,
                    network=lambda p: p.model if p.options.get("network") == "backbone" else "small CNN (random init)"))
 
 

@@ -231,7 +231,8 @@ def validate(plan) -> None:
         raise PlanError("options.num_it", "must be a whole number of steps from 10 to 1000")
 
 
-register_kind(Kind("lr_find", "Learning-rate finder", run, validate, results=(POINT, SUGGESTION), unit="suggested rate"))
+register_kind(Kind("lr_find", "Learning-rate finder", run, validate, results=(POINT, SUGGESTION), unit="suggested rate",
+                   epochs=None))   # a sweep of steps: plan.epochs is the plan it suggests a rate for, not run here
 
 
 # --- reading a finished sweep back -----------------------------------------------------------------

@@ -285,7 +285,14 @@ def emit_outcome(arms: list[Arm], final: dict[str, dict[str, float]], share: flo
     emit(Metrics(metrics))
 
 
+def train_images(plan, data):
+    """What the host's image limit counts: the training pairs the run draws, not the base set behind them."""
+    from ..limits import TrainImages
+    return TrainImages(options(plan)["pairs"], "options.pairs", "training pairs (--pairs)", least=PAIRS_RANGE[0])
+
+
 register_kind(Kind(KIND, "Multi-task comparison", run, validate=validate, results=(EPOCH_SCHEMA, ARM_SCHEMA), unit="arm",
+                   train_images=train_images,
                    network=lambda p: "small CNN trunk, one head per task"))
 
 

@@ -217,7 +217,16 @@ def run(plan, emit, should_stop, artifact_dir):
 
 
 # RUN last: the progress line counts what ran, one row per seed and arm.
+def train_images(plan, data):
+    """What the host's image limit counts: each arm's sample, and the sweep's largest (40 per class)."""
+    from ..limits import TrainImages
+    d = data()
+    return TrainImages(max(int(d.train_y.numel()), max(SWEEP_PER_CLASS) * d.num_classes), "per_class",
+                       "images per class (--per-class)", per_unit=d.num_classes, least=max(SWEEP_PER_CLASS))
+
+
 register_kind(Kind("negative_transfer", "Negative transfer", run, validate=validate, results=(GAP, SWEEP, RUN),
+                   epochs=None, train_images=train_images,   # its arms train for their own fixed epochs
                    unit="arm run", network=lambda p: f"{p.model} up to {CUT} (each source) vs a small CNN"))
 
 

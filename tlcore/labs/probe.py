@@ -179,7 +179,7 @@ def run(plan, emit, should_stop, artifact_dir):
 
 
 register_kind(Kind("probe", "Where to transfer (layer probe)", run, validate=_validate, unit="layer group",
-                   results=(BASELINE_SCHEMA, GROUP_SCHEMA)))
+                   results=(BASELINE_SCHEMA, GROUP_SCHEMA), epochs=None))   # one feature pass, then fits: no epochs
 
 
 # --- reading a probe run back ----------------------------------------------------------------------

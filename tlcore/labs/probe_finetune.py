@@ -71,4 +71,5 @@ def run(plan, emit, should_stop, artifact_dir):
         emit(Metrics({"val_acc": best}))
 
 
-register_kind(Kind("cut_finetune", "Fine-tune from each cut", run, validate=_validate, results=(SCHEMA,), unit="cut"))
+register_kind(Kind("cut_finetune", "Fine-tune from each cut", run, validate=_validate, results=(SCHEMA,), unit="cut",
+                   epochs=lambda plan: (plan.option("epochs", 1), "options.epochs")))   # per cut, its own option

@@ -25,4 +25,5 @@ def run(plan, emit, should_stop, artifact_dir):
         emit(Metrics({"cnn_accuracy": est.cnn_accuracy, "pixel_accuracy": est.pixel_accuracy}))
 
 
-register_kind(Kind("similarity", "Similarity probe", run, results=(SCHEMA,), unit="estimate"))
+register_kind(Kind("similarity", "Similarity probe", run, results=(SCHEMA,), unit="estimate",
+                   epochs=None))   # probes fit once: no epochs to limit
