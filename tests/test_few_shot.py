@@ -162,3 +162,16 @@ def test_the_page_queues_its_controls_plan_and_draws_the_finished_run():
         assert any("guessing would get 0.100" in m.value for m in at.markdown)
     finally:
         st.cache_resource.clear()
+
+
+def test_the_findings_name_the_best_learner_at_each_end_from_the_run():
+    def arm(a, k, mean, low, high):
+        return LabResult(fs.ARM, {"arm": a, "k": k, "mean": mean, "sd": 0.01, "low": low, "high": high, "draws": 3})
+    means = {"prototypes": (0.6, 0.8), "logreg": (0.4, 0.9), "fine_tune": (0.45, 0.85), "pixels": (0.5, 0.7)}
+    results = [arm(a, k, m, m - (0.1 if k == 1 else 0.01), m + (0.1 if k == 1 else 0.01))
+               for a, (m1, m20) in means.items() for k, m in ((1, m1), (20, m20))]
+    lines = fs.findings(results, 10)
+    assert "reached 0.600" in lines[0] and "guessing would get 0.100" in lines[0]
+    assert lines[1].startswith("At k = 1 the best learner was nearest class mean")
+    assert lines[2].startswith("At k = 20 the best was logistic regression")
+    assert "4 of 4 learners" in lines[3]

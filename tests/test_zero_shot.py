@@ -138,3 +138,17 @@ def test_the_page_runs_the_table_the_learner_edited():
         assert any("not learnable" in c.proto.spec for c in at.get("plotly_chart"))   # nobody has "thick stroke"
     finally:
         st.cache_resource.clear()
+
+
+def _results(yours: float, scrambled: float) -> list:
+    rows = [LabResult(zs.TABLE, {"table": t, "acc": a, "chance": 0.5, "unseen": 2, "images": 100})
+            for t, a in (("yours", yours), ("scrambled", scrambled))]
+    return rows + [LabResult(zs.ATTRIBUTE, {"attribute": "loop", "used": True, "seen_with": 2, "unseen_acc": 0.7})]
+
+
+@pytest.mark.parametrize("yours, scrambled, said", [(0.78, 0.55, "did the work"), (0.78, 0.76, "carried little"),
+                                                     (0.52, 0.74, "higher than your table")])
+def test_the_findings_say_which_way_the_scrambled_table_went(yours, scrambled, said):
+    lines = zs.findings(_results(yours, scrambled))
+    assert said in " ".join(lines)
+    assert ("not clearly better than guessing" in " ".join(lines)) == (yours <= 0.55)

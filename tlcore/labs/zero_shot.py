@@ -39,6 +39,7 @@ IMAGE_SIZE = 64
 C = 0.01            # the attribute classifiers' regularisation: strong, so their probabilities are not overconfident
 PROB_CLIP = 1e-3    # no single attribute may veto a class outright
 MAX_ATTRIBUTES, MAX_NAME = 30, 40
+MARGIN = 0.05       # accuracy differences the page reads as "about the same"
 
 # The default descriptions, in plain words a learner can check against the images and edit on the page.
 # Each attribute is something a person sees, not something read off the data.
@@ -243,17 +244,20 @@ def findings(results) -> list[str]:
     y = out["yours"]
     said = [f"Your table: {y['acc']:.3f} of {y['images']:,} images of the {y['unseen']} unseen classes recognised; "
             f"guessing among them would get {y['chance']:.3f}."]
-    if y["acc"] <= y["chance"] + 0.05:
+    if y["acc"] <= y["chance"] + MARGIN:
         said.append("That is not clearly better than guessing: the attributes that separate the unseen classes were "
                     "not learned well enough from the seen ones (see the attribute table below).")
     if "scrambled" in out:
         s = out["scrambled"]
         drop = y["acc"] - s["acc"]
-        said.append(f"With the rows scrambled (each class described by another's row): {s['acc']:.3f}, "
-                    + (f"{drop * 100:.1f} points lower: the descriptions, not the classifiers alone, did the work."
-                       if drop > 0.05 else
-                       f"{drop * 100:+.1f} points: here the scrambled descriptions did about as well, so the table "
-                       "carried little."))
+        if drop > MARGIN:
+            how = f"{drop * 100:.1f} points lower: the true descriptions, not the classifiers alone, did the work."
+        elif drop >= -MARGIN:
+            how = f"{drop * 100:+.1f} points: about as well, so here the table's descriptions carried little."
+        else:
+            how = (f"{-drop * 100:.1f} points higher than your table: the attributes that set the unseen classes "
+                   "apart in your table were not the ones the classifiers learned to see (see each attribute below).")
+        said.append(f"With the rows scrambled (each class described by another's row): {s['acc']:.3f}, {how}")
     unused = [a["attribute"] for a in attributes(results) if not a["used"]]
     if unused:
         said.append(f"Not learnable from the seen classes (all of them agree on it): {', '.join(unused)}. An attribute "
