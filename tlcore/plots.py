@@ -32,15 +32,33 @@ def _unfreeze_lines(fig: go.Figure, unfrozen: Sequence[Unfrozen], offset: float 
 RunCurves = tuple[str, Sequence[EpochEnded], Sequence[Step], Sequence[Unfrozen]]
 
 
-def loss_curves(runs: Sequence[RunCurves]) -> go.Figure:
-    """Train loss per step (light) and train/validation loss per epoch, x in epochs; unfreezing marked."""
+def smoothed(values: Sequence[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average, debiased so the first points are not
+    pulled towards zero (weight 0: the values as they are; 0.99: very smooth)."""
+    if not 0 <= weight < 1:
+        raise ValueError("smoothing weight must be at least 0 and below 1")
+    out, last, n = [], 0.0, 0
+    for v in values:
+        n += 1
+        last = last * weight + (1 - weight) * v
+        out.append(last / (1 - weight ** n))
+    return out
+
+
+def loss_curves(runs: Sequence[RunCurves], smoothing: float = 0.0, log_y: bool = False) -> go.Figure:
+    """Train loss per step (light; smoothed as in TensorBoard when `smoothing` > 0, the raw steps then
+    fainter behind) and train/validation loss per epoch, x in epochs; unfreezing marked."""
     fig = go.Figure()
     for i, (name, epochs, steps, unfrozen) in enumerate(runs):
         c = PALETTE[i % len(PALETTE)]
         if steps:
             xs = [s.step / s.steps_per_epoch for s in steps]
-            fig.add_trace(go.Scatter(x=xs, y=[s.loss for s in steps], mode="lines", name=f"{name}: step loss",
-                                     line=dict(color=c, width=1), opacity=0.35))
+            raw = [s.loss for s in steps]
+            fig.add_trace(go.Scatter(x=xs, y=raw, mode="lines", name=f"{name}: step loss",
+                                     line=dict(color=c, width=1), opacity=0.15 if smoothing else 0.35))
+            if smoothing:
+                fig.add_trace(go.Scatter(x=xs, y=smoothed(raw, smoothing), mode="lines",
+                                         name=f"{name}: step loss, smoothed {smoothing:g}", line=dict(color=c, width=2)))
         xs = [e.epoch + 1 for e in epochs]  # an epoch's averages belong at its end
         fig.add_trace(go.Scatter(x=xs, y=[e.train_loss for e in epochs], mode="lines+markers",
                                  name=f"{name}: train", line=dict(color=c)))
@@ -48,7 +66,9 @@ def loss_curves(runs: Sequence[RunCurves]) -> go.Figure:
                                  name=f"{name}: validation", line=dict(color=c, dash="dot")))
         if i == 0:
             _unfreeze_lines(fig, unfrozen)
-    return _layout(fig, "Loss", "epoch", "cross-entropy loss")
+    if log_y:
+        fig.update_yaxes(type="log")
+    return _layout(fig, "Loss" + (" (log scale)" if log_y else ""), "epoch", "cross-entropy loss")
 
 
 def accuracy_curves(runs: Sequence[RunCurves]) -> go.Figure:

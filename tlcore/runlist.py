@@ -90,3 +90,27 @@ def same_dataset(s: RunSummary, plan: Plan) -> bool:
         return True
     stored = plan_of(s)
     return stored is not None and stored.dataset_path == plan.dataset_path
+
+
+def plan_columns(plan: Plan) -> dict[str, Any]:
+    """The settings Compare puts beside each run's results (TensorBoard's hyperparameter columns)."""
+    return {"strategy": plan.strategy, "lr": plan.lr, "epochs": plan.epochs, "schedule": plan.schedule,
+            "image_size": plan.resolved_image_size(), "seed": plan.seed}
+
+
+def curves_rows(runs) -> list[dict[str, Any]]:
+    """Every run's curves as long-format rows (run, x in epochs, series, value): what Compare's CSV holds.
+    Step losses and each epoch's train loss, validation loss and accuracy; a learning rate per group."""
+    rows: list[dict[str, Any]] = []
+    for run in runs:
+        name = run.name
+        for s in run.steps:
+            rows.append({"run": name, "epoch": s.step / max(s.steps_per_epoch, 1), "series": "step loss",
+                         "value": s.loss})
+            rows += [{"run": name, "epoch": s.step / max(s.steps_per_epoch, 1), "series": f"lr group {g}",
+                      "value": lr} for g, lr in enumerate(s.lrs)]
+        for e in run.epochs:
+            rows += [{"run": name, "epoch": e.epoch + 1, "series": series, "value": value}
+                     for series, value in (("train loss", e.train_loss), ("validation loss", e.val_loss),
+                                           ("validation accuracy", e.val_acc), ("macro F1", e.macro_f1))]
+    return rows

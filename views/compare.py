@@ -1,7 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from tlcore import plots
+from tlcore import plots, runlist
 from ui import data as ui_data, results as ui_results, services, state, widgets
 
 state.start_page()
@@ -35,16 +35,31 @@ if chosen:
     if len(datasets) > 1:
         st.warning(f"These runs were trained on different datasets ({', '.join(datasets)}): their losses and "
                    "accuracies measure different tasks, so read the curves per dataset, not against each other.")
+    # As in TensorBoard: smoothing for noisy step losses, a log scale for losses that fall by decades.
+    o1, o2, o3 = st.columns([2, 1, 2])
+    smoothing = o1.slider("Smoothing (step loss)", 0.0, 0.99, 0.0, 0.01, key="cmp_smoothing",
+                          help="An exponential moving average of the step losses, as TensorBoard's smoothing: "
+                               "0 shows them raw, 0.9 follows the trend. The raw steps stay, fainter, behind.")
+    log_y = o2.toggle("Log scale (loss)", key="cmp_log")
+    o3.download_button("Download the curves (CSV)", pd.DataFrame(runlist.curves_rows(loaded)).to_csv(index=False),
+                       file_name="curves.csv", mime="text/csv", on_click="ignore", key="cmp-curves-csv")
+    o3.caption("PNG: the camera icon at the top right of each chart.")
     c1, c2 = st.columns(2)
-    c1.plotly_chart(plots.loss_curves([widgets.curves(r) for r in loaded]), key="cmp-loss")
+    c1.plotly_chart(plots.loss_curves([widgets.curves(r) for r in loaded], smoothing, log_y), key="cmp-loss")
     c2.plotly_chart(plots.accuracy_curves([widgets.curves(r) for r in loaded]), key="cmp-acc")
     rows = store.compare(chosen)
     names = {r.id: (widgets.run_title(r), ui_data.dataset_short(r.plan)) for r in loaded}
-    for row in rows:   # an upload is called by its file name, not "folder"
+    settings = {r.id: runlist.plan_columns(r.plan) for r in loaded}
+    for row in rows:   # an upload is called by its file name, not "folder"; each run's settings beside it
         row["run"], row["dataset"] = names[row["id"]]
-    st.dataframe(pd.DataFrame(rows).drop(columns=["id"]).style.format(
-        {"val_acc": "{:.3f}", "macro_f1": "{:.3f}", "seconds": "{:.1f}", "trainable_params": "{:,.0f}"}, na_rep="—"),
-        hide_index=True)
+        row.update(settings[row["id"]])
+    table = pd.DataFrame(rows).drop(columns=["id"])
+    first_cols = ["run", "dataset", "strategy", "lr", "epochs", "schedule", "image_size", "seed"]
+    table = table[[*first_cols, *(c for c in table.columns if c not in first_cols)]]
+    st.caption("Click a column's header to sort by it.")
+    st.dataframe(table.style.format(
+        {"val_acc": "{:.3f}", "macro_f1": "{:.3f}", "seconds": "{:.1f}", "trainable_params": "{:,.0f}", "lr": "{:.2g}"},
+        na_rep="—"), hide_index=True)
     # Lab runs: the summary rows their kind declares (arms, groups, sources), one table per kind.
     for title, table in ui_results.compare_rows(loaded, names).items():
         st.markdown(f"**{title}**")
@@ -53,6 +68,18 @@ if chosen:
     st.plotly_chart(plots.compare_bars(rows, metric), key="cmp-bars")
 else:
     st.caption("Pick runs above to compare them.")
+
+with st.expander("Every run of the class, with its settings (sortable)"):
+    class_rows = []
+    for r in runs:   # the settings from each run's stored plan, without loading its events
+        stored = runlist.plan_of(r)
+        class_rows.append({**runlist.row(r), **(runlist.plan_columns(stored) if stored is not None else {}),
+                           "val_acc": r.val_acc, "macro_f1": r.macro_f1, "seconds": r.seconds})
+    st.caption("Numbers sort as numbers: click a column's header, click again to reverse.")
+    st.dataframe(pd.DataFrame(class_rows).drop(columns=["lesson"]), hide_index=True, key="cmp-class",
+                 column_config={"val_acc": st.column_config.NumberColumn(format="%.3f"),
+                                "macro_f1": st.column_config.NumberColumn(format="%.3f"),
+                                "seconds": st.column_config.NumberColumn(format="%.1f")})
 
 with st.expander("Delete runs"):
     me = services.owner()
