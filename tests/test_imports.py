@@ -134,7 +134,7 @@ LAYERS = {
     "tlcore.data": 2, "tlcore.models": 2, "tlcore.uploads": 2,
     "tlcore.train": 3,
     "tlcore.memory": 4, "tlcore.limits": 4, "tlcore.advisor": 4, "tlcore.artifacts": 4, "tlcore.export": 4,
-    "tlcore.runs": 4, "tlcore.runlist": 4, "tlcore.plots": 4, "tlcore.progress": 4, "tlcore.prefetch": 4,
+    "tlcore.runs": 4, "tlcore.runlist": 4, "tlcore.plan_code": 4, "tlcore.plots": 4, "tlcore.progress": 4, "tlcore.prefetch": 4,
     "tlcore.jobs": 5, "tlcore.cli": 5, "tlcore.inspect": 5,
     "tlcore.labs": 6,
     "tlcore.bench": 7, "tlcore.__main__": 7,

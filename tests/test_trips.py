@@ -268,3 +268,36 @@ def test_fine_tuning_from_each_cut_has_a_time_left():
     events += [LabResult("cut_finetune", {"group": g, "index": i, "val_acc": 0.5, "epochs": 1, "trained_groups": 0,
                                           "seconds": secs[i]}) for i, g in ((3, "stage3"), (4, "stage4"), (5, "top"))]
     assert progress.cuts_time_left(plan, started, events) == 0.0
+
+
+# --- Keras: the code for this plan -------------------------------------------------------------------
+def test_the_code_for_a_plan_runs_that_plan_from_python_and_the_shell(tmp_path):
+    import shlex
+
+    from tlcore import __main__ as entry
+    from tlcore.plan_code import cli_command, python_code
+
+    plan = Plan(image_size=32, epochs=1, per_class=10, strategy="fine_tune_top", top_groups=2, lr=3e-3,
+                schedule="cosine", warmup_frac=0.1, augment=True, seed=7)
+    code = python_code(plan)
+    assert "dataset_path" not in code and "epochs=1" in code and "Plan()" not in code
+    space: dict = {}
+    exec(compile(code, "plan_code", "exec"), space)   # trains: a second or two at 32 px
+    assert space["plan"] == plan and space["net"] is not None
+    argv = shlex.split(cli_command(plan))[3:]          # after "python -m tlcore"
+    args = entry._parser().parse_args(argv)
+    fields = {k: v for k, v in vars(args).items() if k in Plan().to_dict()}
+    assert Plan(**fields) == plan
+    upload = Plan(dataset="folder", dataset_path="/srv/tlcore/uploads/private/3fa9/zip-1.zip",
+                  dataset_name="ants_bees.zip", image_size=32)
+    for text in (python_code(upload), cli_command(upload)):
+        assert "ants_bees.zip" in text and "/srv/tlcore" not in text
+
+
+def test_the_train_page_shows_the_code_for_its_plan():
+    from test_app import page
+
+    at = page("train", image_size="32", strategy="gradual_unfreeze", epochs="4")
+    code = [c.value for c in at.code]
+    assert any("strategy='gradual_unfreeze'" in c and "epochs=4" in c for c in code), code
+    assert any(c.startswith("python -m tlcore train") and "--epochs 4" in c for c in code), code

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from tlcore import plots, progress as run_progress
+from tlcore import plan_code, plots, progress as run_progress
 from tlcore.errors import NotOwner, TLCoreError
 from tlcore.labs.lr_find_figures import momentum_figure
 from tlcore.models import MODELS
@@ -59,6 +59,11 @@ if err is not None:
     st.error(f"This plan cannot run — {err}")
 plan = state.plan()
 state.share_link_hint()
+with st.expander("The code for this plan", icon=":material/code:"):
+    st.caption("The same run from Python (a notebook) or the shell, with only the choices that differ from the "
+               "defaults written out.")
+    st.code(plan_code.python_code(plan), language="python")
+    st.code(plan_code.cli_command(plan), language="bash", wrap_lines=True)
 
 # --- the schedule, drawn before anything runs -----------------------------------------------------
 data = widgets.data_or_stop(plan)
