@@ -33,6 +33,7 @@ SECTIONS = {
         st.Page("views/multitask.py", title="Multi-task lab", icon=":material/call_split:"),
         st.Page("views/few_shot.py", title="Few-shot", icon=":material/filter_1:"),
         st.Page("views/zero_shot.py", title="Zero-shot", icon=":material/visibility_off:"),
+        st.Page("views/depth.py", title="Why depth was hard", icon=":material/stacked_bar_chart:"),
     ],
     "Guides": [
         st.Page("views/metrics_lab.py", title="Metrics lab", icon=":material/calculate:"),

@@ -33,6 +33,8 @@ PLANS = {
     "few_shot": Plan(dataset="digits", image_size=32, kind="few_shot", strategy="fine_tune_top",
                      options={"ks": [1], "draws": 1, "steps": 2}),
     "zero_shot": Plan(dataset="digits", image_size=32, kind="zero_shot", strategy="fine_tune_top"),
+    "depth": Plan(dataset="digits", per_class=8, batch_size=16, epochs=1, kind="depth",
+                  options={"depth": 8, "width": 4, "arms": ["relu", "relu+residual"]}),
 }
 
 

@@ -38,6 +38,7 @@ LABS = [
     ("views/multitask.py", "Multi-task lab", "two tasks sharing one trunk, one of them with few labels"),
     ("views/few_shot.py", "Few-shot", "learning a class from one image, or a few"),
     ("views/zero_shot.py", "Zero-shot", "recognising classes never seen, from a description"),
+    ("views/depth.py", "Why depth was hard", "vanishing gradients, and what ResNet's shortcuts changed"),
 ]
 for path, title, question in LABS:
     st.page_link(path, label=f"{title}: {question}", icon=":material/science:")

@@ -20,6 +20,7 @@ from . import dann  # noqa: E402,F401  (domain adaptation lab)
 from . import negative_transfer  # noqa: E402,F401  (negative transfer lab)
 from . import probe  # noqa: E402,F401
 from . import probe_finetune  # noqa: E402,F401  (fine-tune from every cut)
+from . import depth  # noqa: E402,F401  (why deep networks were hard to train)
 from . import few_shot  # noqa: E402,F401  (one-shot and few-shot lab)
 from . import zero_shot  # noqa: E402,F401  (zero-shot lab: attributes)
 
