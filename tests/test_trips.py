@@ -301,3 +301,33 @@ def test_the_train_page_shows_the_code_for_its_plan():
     code = [c.value for c in at.code]
     assert any("strategy='gradual_unfreeze'" in c and "epochs=4" in c for c in code), code
     assert any(c.startswith("python -m tlcore train") and "--epochs 4" in c for c in code), code
+
+
+# --- Keras: a freeze switch per layer group on the Model page -----------------------------------------
+def test_group_switches_keep_a_trained_top_block():
+    from tlcore.train.strategies import lowest_trained, toggle_group
+
+    head_only = Plan(image_size=32)
+    assert lowest_trained(head_only) is None
+    assert toggle_group(head_only, 3, True) == {"strategy": "fine_tune_top", "top_groups": 3}   # stage3 and above
+    top3 = Plan(image_size=32, strategy="fine_tune_top", top_groups=3)
+    assert toggle_group(top3, 4, False) == {"strategy": "fine_tune_top", "top_groups": 1}       # stage4 and below off
+    assert toggle_group(top3, 0, True) == {"strategy": "fine_tune_all"}
+    assert toggle_group(Plan(image_size=32, strategy="fine_tune_all"), 5, False) == {"strategy": "feature_extractor"}
+    cut = Plan(image_size=32, truncate_after="stage3")   # kept: stem .. stage3
+    assert toggle_group(cut, 0, True) == {"strategy": "fine_tune_top", "top_groups": 4}
+
+
+def test_the_model_pages_switches_set_the_plan_and_the_stack_follows():
+    from test_app import page
+
+    at = page("model", image_size="32")
+    switches = {t.label: t for t in at.toggle}
+    assert set(switches) == set(Plan().kept_groups) and not any(t.value for t in at.toggle)
+    switches["stage3"].set_value(True).run()
+    assert not at.exception
+    assert at.session_state["plan"]["strategy"] == "fine_tune_top" and at.session_state["plan"]["top_groups"] == 3
+    assert [t.value for t in at.toggle] == [True, True, True, False, False, False]   # top .. stem
+    next(t for t in at.toggle if t.label == "stage4").set_value(False).run()
+    assert at.session_state["plan"]["top_groups"] == 1
+    assert [t.value for t in at.toggle] == [True, False, False, False, False, False]

@@ -3,6 +3,7 @@ import streamlit as st
 from tlcore import downloads, plots
 from tlcore.errors import DownloadRequired
 from tlcore.models import MODELS, download_weights, model_card, weights_status
+from tlcore.train.strategies import lowest_trained, toggle_group
 from ui import controls, state, widgets
 
 state.start_page()
@@ -63,7 +64,23 @@ with right:
 """)
     st.caption("Random-init (train from scratch) uses the same architecture with random weights: "
                "choose the *scratch* strategy above.")
+def _switched(index: int) -> None:
+    """A group's switch changed: the plan's strategy follows (before this rerun draws anything)."""
+    # set_plan, not update: the strategy control must see a change from elsewhere and follow it.
+    state.set_plan(state.plan().replace(**toggle_group(state.plan(), index, st.session_state[f"train_group.{index}"])))
+
+
 with left:
     names_, states = widgets.group_states(plan)
     st.plotly_chart(plots.layer_stack(names_, states), key="stack")
+    if plan.strategy in ("feature_extractor", "fine_tune_top", "fine_tune_all") and not state.hidden("strategy"):
+        st.markdown("**Train this group?** Keras's `layer.trainable`, one switch per group. Transfer learning "
+                    "trains a top block: switching a group on trains every group above it too; switching it off "
+                    "freezes every group below it.")
+        kept, low = plan.kept_groups, lowest_trained(plan)
+        for i in reversed(range(len(kept))):
+            st.session_state[f"train_group.{i}"] = low is not None and i >= low   # from the plan, every run
+            st.toggle(kept[i], key=f"train_group.{i}", on_change=_switched, args=(i,), disabled=state.locked())
+    elif plan.strategy == "gradual_unfreeze":
+        st.caption("Gradual unfreezing switches the groups on itself, one more from the top each epoch.")
 st.page_link("views/train.py", label="Next: train →", icon=":material/model_training:")

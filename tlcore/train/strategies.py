@@ -84,3 +84,29 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
     bs = min(batch_size, n_train)
     full, rest = divmod(n_train, bs)
     return full + (1 if rest >= 2 else 0) if full else 1
+
+
+# --- a freeze switch per layer group (the Model page): Keras's `layer.trainable`, kept to a top block ---
+def lowest_trained(plan: Plan) -> int | None:
+    """The lowest kept group the plan trains from the first epoch (None: the head alone)."""
+    n = len(plan.kept_groups)
+    first = cut_schedule(plan, n)[0]
+    return first if first < n else None
+
+
+def toggle_group(plan: Plan, index: int, train: bool) -> dict:
+    """The plan fields after switching group `index` (of the kept groups, bottom = 0) to trained or frozen.
+
+    Transfer learning trains a top block: switching a group on trains it and every group above; switching
+    it off freezes it and every group below. For feature_extractor / fine_tune_top / fine_tune_all plans."""
+    n = len(plan.kept_groups)
+    low = lowest_trained(plan)
+    if train:
+        low = index if low is None else min(low, index)
+    else:
+        low = None if index + 1 >= n else max(index + 1, low if low is not None else n)
+    if low is None:
+        return {"strategy": "feature_extractor"}
+    if low == 0 and not plan.truncate_after:
+        return {"strategy": "fine_tune_all"}
+    return {"strategy": "fine_tune_top", "top_groups": n - low}
