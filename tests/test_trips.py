@@ -331,3 +331,34 @@ def test_the_model_pages_switches_set_the_plan_and_the_stack_follows():
     next(t for t in at.toggle if t.label == "stage4").set_value(False).run()
     assert at.session_state["plan"]["top_groups"] == 1
     assert [t.value for t in at.toggle] == [True, False, False, False, False, False]
+
+
+# --- Keras: an augmentation preview ---------------------------------------------------------------------
+def test_the_augmentation_preview_is_what_training_feeds_the_network():
+    import torch
+
+    from tlcore.device import pick
+    from tlcore.train.pipeline import Preprocess, what_the_network_sees
+
+    x = torch.randint(0, 256, (4, 3, 40, 40), dtype=torch.uint8)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    prep = Preprocess(32, mean, std, pick("cpu"))
+    fed = prep(x, augment=True, generator=torch.Generator().manual_seed(5))
+    seen = what_the_network_sees(x, 32, True, torch.Generator().manual_seed(5))
+    renormalised = prep(seen.float(), augment=False)   # the preview's pixels, normalised as training does
+    assert torch.allclose(renormalised, fed, atol=0.6 / 255 / min(std))   # equal up to rounding to uint8
+    plain = what_the_network_sees(x, 32, False)
+    assert not torch.equal(seen, plain)                                 # crops and flips, not a resize
+    again = what_the_network_sees(x, 32, True, torch.Generator().manual_seed(6))
+    assert not torch.equal(seen, again)                                 # a new draw differs
+
+
+def test_the_train_page_previews_the_augmented_images_and_draws_again():
+    from test_app import page
+
+    at = page("train", image_size="32", augment="1")
+    first = next(c.proto.spec for c in at.get("plotly_chart") if '"type":"image"' in c.proto.spec.replace(" ", ""))
+    next(b for b in at.button if b.label == "Draw again").click().run()
+    assert not at.exception
+    second = next(c.proto.spec for c in at.get("plotly_chart") if '"type":"image"' in c.proto.spec.replace(" ", ""))
+    assert first != second

@@ -1,10 +1,12 @@
 import streamlit as st
+import torch
 
 from tlcore import plan_code, plots, progress as run_progress
 from tlcore.errors import NotOwner, TLCoreError
 from tlcore.labs.lr_find_figures import momentum_figure
 from tlcore.models import MODELS
 from tlcore.runs import RunNotFound
+from tlcore.train.pipeline import what_the_network_sees
 from tlcore.train.schedules import momentum_curve, plan_params
 from tlcore.train.strategies import planned_lrs, steps_per_epoch
 from ui import lr_find as lr_finder, services, state, widgets
@@ -67,6 +69,24 @@ with st.expander("The code for this plan", icon=":material/code:"):
 
 # --- the schedule, drawn before anything runs -----------------------------------------------------
 data = widgets.data_or_stop(plan)
+if plan.uses_network:
+    with st.expander("What the network sees", icon=":material/visibility:"):
+        # One training image per class (up to 8), through the very crops, flips and resizing training applies.
+        picks = [int((data.train_y == c).nonzero()[0]) for c in range(data.num_classes) if (data.train_y == c).any()][:8]
+        draw = st.session_state.get("aug_draw", 0)
+        seen = what_the_network_sees(data.train_x[picks], plan.resolved_image_size(), plan.augment,
+                                     torch.Generator().manual_seed(plan.seed * 1000 + draw))
+        st.plotly_chart(plots.image_grid(seen.numpy(), [int(data.train_y[i]) for i in picks], data.classes),
+                        key=f"aug-{draw}")
+        if plan.augment:
+            st.caption(f"Each epoch draws a new random crop (35-100% of the image) and a coin-flip mirror per "
+                       f"image, resized to {plan.resolved_image_size()} px: this is a fresh draw.")
+            if st.button("Draw again", key="aug_again"):
+                st.session_state.aug_draw = draw + 1
+                st.rerun()
+        else:
+            st.caption(f"Augmentation is off: every epoch sees these same images, resized to "
+                       f"{plan.resolved_image_size()} px. Switch on Augment to see the random crops and flips.")
 if plan.uses_network and plan.head in ("linear", "mlp"):
     groups = [*MODELS[plan.model].group_names, "head"]
     spe = steps_per_epoch(len(data.train_y), plan.batch_size)

@@ -22,14 +22,25 @@ class Preprocess:
         self.shift = (-torch.tensor(mean, device=dev) / torch.tensor(std, device=dev)).view(1, 3, 1, 1)
 
     def __call__(self, x: torch.Tensor, *, augment: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = x.to(self.policy.device, non_blocking=True).float()
-        if augment:
-            x = random_resized_crop_flip(x, self.size, generator)
-        elif x.shape[-1] != self.size or x.shape[-2] != self.size:
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
-                              antialias=x.shape[-1] > self.size)
+        x = geometry(x.to(self.policy.device, non_blocking=True).float(), self.size, augment, generator)
         x = x * self.scale + self.shift
         return x.contiguous(memory_format=self.policy.memory_format())
+
+
+def geometry(x: torch.Tensor, size: int, augment: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    """float [B,3,h,w] -> [B,3,size,size]: a random crop and flip per image when augmenting, else a resize."""
+    if augment:
+        return random_resized_crop_flip(x, size, generator)
+    if x.shape[-1] != size or x.shape[-2] != size:
+        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size)
+    return x
+
+
+def what_the_network_sees(x: torch.Tensor, size: int, augment: bool,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """uint8 [B,3,h,w] -> uint8 [B,3,size,size]: the training batch's pixels before normalisation (which
+    only rescales each channel), through the very crops, flips and resizing training applies."""
+    return geometry(x.float(), size, augment, generator).clamp(0, 255).round().to(torch.uint8)
 
 
 def random_resized_crop_flip(x: torch.Tensor, size: int, generator: torch.Generator | None = None,
