@@ -337,3 +337,65 @@ def test_a_lab_whose_own_sweep_needs_more_than_the_limit_says_so():
     Limits(max_train_images=400).check(plan)
     with pytest.raises(PlanError, match="images per class .* to 45 or fewer"):
         Limits(max_train_images=450).check(plan.replace(per_class=50))
+
+
+# --- row 5: the disk under TLCORE_HOME fills up mid-run ----------------------------------------------------------
+import errno  # noqa: E402
+import sqlite3  # noqa: E402
+
+from sqlalchemy.exc import OperationalError  # noqa: E402
+
+from tlcore.train.events import RunEnded  # noqa: E402
+from tlcore.train.scope import RunScope  # noqa: E402
+
+
+def _keeps_a_result(plan, emit, should_stop, artifact_dir):
+    """A run that has a result to save when it ends (its predictions, its classes)."""
+    with RunScope(plan, emit, artifact_dir) as scope:
+        emit(RunStarted(plan.to_dict(), "cpu", 10, 90, ("stem", "top"), 8, 8, ("a", "b")))
+        scope.keep(pred=torch.zeros(4, dtype=torch.long), confidence=torch.ones(4), true=torch.zeros(4, dtype=torch.long),
+                   classes=("a", "b"))
+
+
+def test_a_full_disk_under_the_artifacts_fails_the_run_saying_so_and_keeps_no_half_file(tmp_path, monkeypatch):
+    def no_room(obj, f, *a, **k):
+        Path(f).write_bytes(b"half a tens")   # what a write cut short leaves
+        raise OSError(errno.ENOSPC, "No space left on device", str(f))
+    runner = JobRunner(RunStore(tmp_path), backend="thread", train_fn=_keeps_a_result)
+    monkeypatch.setattr(torch, "save", no_room)
+    try:
+        run_id = runner.submit(Plan(image_size=32), owner="me")
+        assert runner.wait(run_id, 60) == "failed"
+    finally:
+        runner.shutdown()
+    run, folder = runner.store.load(run_id), runner.store.artifact_dir(run_id)
+    assert run.message.startswith("no space left on the disk:") and f"MB free in {folder}" in run.message
+    assert runner.store.predictions(run_id) is None and runner.store.model_file(run_id) is None
+    assert {p.name for p in folder.iterdir()} <= {"classes.json", "plan.json"}   # nothing half-written
+    assert [e.status for e in run.events if isinstance(e, RunEnded)] == ["failed"]
+
+
+def test_a_full_disk_under_the_store_ends_the_run_as_failed_for_that_reason_not_interrupted(tmp_path):
+    store = RunStore(tmp_path)
+    append, full_for = store.append, [3]   # the next three writes find no room, then some is freed
+
+    def append_on_a_full_disk(run_id, event):
+        if not isinstance(event, RunStarted) and full_for[0] > 0:
+            full_for[0] -= 1
+            raise OperationalError("INSERT INTO events", {}, sqlite3.OperationalError("database or disk is full"))
+        return append(run_id, event)
+    store.append = append_on_a_full_disk
+
+    def steps(plan, emit, should_stop, artifact_dir):
+        with RunScope(plan, emit, artifact_dir):
+            emit(RunStarted(plan.to_dict(), "cpu", 10, 90, ("stem", "top"), 8, 8, ("a", "b")))
+            emit(RunEnded("finished", ""))   # stands for any event after the disk filled up
+    runner = JobRunner(store, backend="thread", train_fn=steps)
+    try:
+        run_id = runner.submit(Plan(image_size=32), owner="me")
+        assert runner.wait(run_id, 60) == "failed"
+    finally:
+        runner.shutdown()
+    run = store.load(run_id)
+    assert run.message.startswith("no space left on the disk:") and str(tmp_path) in run.message
+    assert "interrupted" not in run.message and len([e for e in run.events if isinstance(e, RunEnded)]) == 1

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Callable
 
+from ..disk import disk_full_message, is_disk_full
 from ..runs import HEARTBEAT_S, RunStore
 from ..train.events import RunEnded
 from ..train.plan import Plan
@@ -85,30 +86,45 @@ def execute_run(store: RunStore, run_id: str, plan: Plan, train_fn: Callable,
         try:
             train_fn(plan, emit, StopFlag(store, run_id, local_stop), store.artifact_dir(run_id))
         except Exception as e:  # noqa: BLE001 - the worker must survive any run
-            log.exception("run %s: an error escaped the run's own handling", run_id)
             if not ended:
-                store.append(run_id, RunEnded("failed", f"{type(e).__name__}: {e}"))
+                if is_disk_full(e):   # the store's own disk, most likely: say so, once there is room to
+                    end = RunEnded("failed", disk_full_message(e, _store_folder(store, run_id)))
+                else:
+                    log.exception("run %s: an error escaped the run's own handling", run_id)
+                    end = RunEnded("failed", f"{type(e).__name__}: {e}")
+                # The heartbeat goes on meanwhile, so no sweep takes it for a dead run ("interrupted").
+                with_retry(lambda: store.append(run_id, end), ENDING_PATIENCE_S, full_disk_too=True)
             return
         if not ended:
             store.append(run_id, RunEnded("failed", "the run ended without reporting how"))
 
 
+def _store_folder(store: RunStore, run_id: str):
+    """Where a full disk most likely is: the SQLite file's folder, else the run's artifacts."""
+    return store.root if store.db.sqlite else store.artifact_dir(run_id)
+
+
 RETRY_FOR_S = 90.0
+ENDING_PATIENCE_S = 3600.0   # a run's last word waits this long for room on a full disk
 
 
-def with_retry(write: Callable, patience: float = RETRY_FOR_S):
+def with_retry(write: Callable, patience: float | None = None, *, full_disk_too: bool = False):
     """A store write that outlives a database restart: connection errors are retried with backoff for
-    up to `patience` seconds (the run waits rather than losing its events), anything else is raised."""
+    up to `patience` seconds (RETRY_FOR_S; the run waits rather than losing its events), anything else
+    is raised. A full disk is raised at once (the run then ends as failed, saying so), unless
+    `full_disk_too`: the run's ending waits for room rather than leave the run to a sweep."""
     from sqlalchemy.exc import DBAPIError, OperationalError
 
     from ..store.db import StoreDown
 
-    deadline, pause = time.monotonic() + patience, 0.25
+    deadline, pause = time.monotonic() + (RETRY_FOR_S if patience is None else patience), 0.25
     while True:
         try:
             return write()
         except (StoreDown, OperationalError, DBAPIError) as e:
             transient = isinstance(e, (StoreDown, OperationalError)) or getattr(e, "connection_invalidated", False)
+            if is_disk_full(e) and not full_disk_too:
+                raise
             if not transient or time.monotonic() + pause > deadline:
                 raise
             cause = getattr(e, "cause", e)

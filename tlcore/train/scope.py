@@ -79,13 +79,17 @@ class RunScope:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        from ..disk import disk_full_message, is_disk_full
         status, message = outcome(exc)
+        if is_disk_full(exc):   # a write found no room (a file, the store): that is the reason, not a crash
+            status, message = "failed", disk_full_message(exc, self.artifact_dir)
         if status == "failed" and message.startswith("internal error"):
             self._write("error.txt", "".join(traceback.format_exception(exc_type, exc, tb)))
         try:
             save(self.artifact_dir, self.plan, self.kept)
         except Exception as e:  # noqa: BLE001 - the run's own outcome still has to be told
-            status, message = "failed", f"{message + '; ' if message else ''}saving its results failed: {e}"
+            status, message = "failed", (disk_full_message(e, self.artifact_dir) if is_disk_full(e) else
+                                         f"{message + '; ' if message else ''}saving its results failed: {e}")
         if status == "failed" and torch.cuda.is_available():
             torch.cuda.empty_cache()
         self.status = status
@@ -96,7 +100,7 @@ class RunScope:
     def _write(self, name: str, text: str) -> None:
         if self.artifact_dir is not None:
             self.artifact_dir.mkdir(parents=True, exist_ok=True)
-            (self.artifact_dir / name).write_text(text)
+            _atomic(self.artifact_dir / name, lambda tmp: tmp.write_text(text))
 
 
 def save(artifact_dir: Path | None, plan, kept: Kept) -> None:
@@ -105,14 +109,26 @@ def save(artifact_dir: Path | None, plan, kept: Kept) -> None:
         return
     artifact_dir.mkdir(parents=True, exist_ok=True)
     if kept.model is not None:
-        torch.save({**kept.model, "plan": plan.to_dict(), "classes": list(kept.classes)}, artifact_dir / "model.pt")
+        model = {**kept.model, "plan": plan.to_dict(), "classes": list(kept.classes)}
+        _atomic(artifact_dir / "model.pt", lambda tmp: torch.save(model, tmp))
     if kept.pred is not None:
-        torch.save({"pred": kept.pred, "confidence": kept.confidence, "true": kept.true},
-                   artifact_dir / "predictions.pt")
+        pred = {"pred": kept.pred, "confidence": kept.confidence, "true": kept.true}
+        _atomic(artifact_dir / "predictions.pt", lambda tmp: torch.save(pred, tmp))
     if kept.classes:
-        (artifact_dir / "classes.json").write_text(json.dumps(list(kept.classes)))
+        _atomic(artifact_dir / "classes.json", lambda tmp: tmp.write_text(json.dumps(list(kept.classes))))
     for name, value in kept.extra.items():
-        torch.save(value, artifact_dir / name)
+        _atomic(artifact_dir / name, lambda tmp, v=value: torch.save(v, tmp))
+
+
+def _atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """Write beside `path`, then rename: a write cut short (a full disk) leaves the old file or none,
+    never half a file that a page would read back as a result."""
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # --- when an allocator fails (the one message a learner sees for it) -------------------------------------------------------------------
