@@ -84,6 +84,7 @@ def _tiny_zip(path: Path) -> Path:
 
 _MEASURE = """
 import ctypes, gc, json, re, sys
+import tlcore.labs  # a worker process imports every kind: its memory before a run counts
 from tlcore import memory
 from tlcore.train.loop import train
 from tlcore.train.plan import Plan
@@ -103,15 +104,15 @@ for spec in json.loads(sys.argv[2]):
     before = status("VmRSS")
     events = []
     train(plan, events.append)
-    out.append({"real": status("VmHWM") - before, "est": est.total, "end": events[-1].status})
+    out.append({"real": status("VmHWM"), "est": est.total, "end": events[-1].status})
 print(json.dumps(out))
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak from /proc")
 def test_estimates_are_close_to_the_real_peak_of_two_models(tmp_path):
-    """Each plan's real peak (the child's peak RSS over its RSS before the run, so nothing else in
-    the child counts) against the estimate: it must not be under it, nor far over it."""
+    """Each plan's real peak (the child's peak RSS: like a worker process, it has imported tlcore and
+    torch, and runs one plan) against the estimate: it must not be over it, nor far under it."""
     plans = [{"model": "efficientnet_lite0", "strategy": "fine_tune_all", "batch_size": 32, "image_size": 48},
              {"model": "mobilenet_v2", "strategy": "scratch", "batch_size": 32, "image_size": 48}]
     done = subprocess.run([sys.executable, "-c", _MEASURE, str(_tiny_zip(tmp_path / "tiny.zip")), json.dumps(plans)],
@@ -120,7 +121,7 @@ def test_estimates_are_close_to_the_real_peak_of_two_models(tmp_path):
     for plan, r in zip(plans, json.loads(done.stdout.strip().splitlines()[-1])):
         assert r["end"] == "finished"
         ratio = r["real"] / r["est"]
-        assert 0.4 <= ratio <= 1.15, f"{plan['model']}: real {r['real'] / 2**20:.0f} MiB, " \
+        assert 0.4 <= ratio <= 1.0, f"{plan['model']}: real {r['real'] / 2**20:.0f} MiB, " \
                                      f"estimated {r['est'] / 2**20:.0f} MiB"
 
 
