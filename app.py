@@ -31,6 +31,7 @@ SECTIONS = {
         st.Page("views/domain_adaptation.py", title="Domain adaptation", icon=":material/swap_horiz:"),
         st.Page("views/negative_transfer.py", title="Negative transfer", icon=":material/trending_down:"),
         st.Page("views/multitask.py", title="Multi-task lab", icon=":material/call_split:"),
+        st.Page("views/forgetting.py", title="Forgetting", icon=":material/history:"),
         st.Page("views/few_shot.py", title="Few-shot", icon=":material/filter_1:"),
         st.Page("views/zero_shot.py", title="Zero-shot", icon=":material/visibility_off:"),
         st.Page("views/depth.py", title="Why depth was hard", icon=":material/stacked_bar_chart:"),

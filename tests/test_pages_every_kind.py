@@ -35,6 +35,8 @@ PLANS = {
     "zero_shot": Plan(dataset="digits", image_size=32, kind="zero_shot", strategy="fine_tune_top"),
     "depth": Plan(dataset="digits", per_class=8, batch_size=16, epochs=1, kind="depth",
                   options={"depth": 8, "width": 4, "arms": ["relu", "relu+residual"]}),
+    "forgetting": Plan(dataset="digits", per_class=5, image_size=32, epochs=1, batch_size=16, kind="forgetting",
+                       strategy="fine_tune_all", options={"bn_stats": "frozen"}),
 }
 
 

@@ -36,6 +36,7 @@ LABS = [
     ("views/domain_adaptation.py", "Domain adaptation", "training on one domain for another, by gradient reversal"),
     ("views/negative_transfer.py", "Negative transfer", "when a pretrained start does worse than none"),
     ("views/multitask.py", "Multi-task lab", "two tasks sharing one trunk, one of them with few labels"),
+    ("views/forgetting.py", "Forgetting", "what fine-tuning makes a network forget, and how to keep it"),
     ("views/few_shot.py", "Few-shot", "learning a class from one image, or a few"),
     ("views/zero_shot.py", "Zero-shot", "recognising classes never seen, from a description"),
     ("views/depth.py", "Why depth was hard", "vanishing gradients, and what ResNet's shortcuts changed"),

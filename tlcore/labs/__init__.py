@@ -23,6 +23,7 @@ from . import probe_finetune  # noqa: E402,F401  (fine-tune from every cut)
 from . import depth  # noqa: E402,F401  (why deep networks were hard to train)
 from . import few_shot  # noqa: E402,F401  (one-shot and few-shot lab)
 from . import zero_shot  # noqa: E402,F401  (zero-shot lab: attributes)
+from . import forgetting  # noqa: E402,F401  (catastrophic forgetting lab)
 
 
 def run_plan(plan, emit, should_stop: Callable[[], bool] = lambda: False, artifact_dir: Path | None = None) -> Any:
