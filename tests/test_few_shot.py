@@ -3,8 +3,6 @@ of two shots a class, like a webcam set). The lesson itself (prototypes first at
 learners first at k = 20) is the lessons suite's (tests/lessons/test_few_shot_lesson.py)."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -119,10 +117,11 @@ def test_a_class_from_one_snapshot_two_shots_a_class_learn_one_shot_and_say_what
     assert {a["k"] for a in _rows(events, fs.ARM)} == {1}
 
 
-def test_the_command_line_refuses_bad_input_in_one_line():
-    out = subprocess.run([sys.executable, "-m", "tlcore", "few-shot", "--ks", "5,1"], capture_output=True,
-                         text=True, cwd=Path(__file__).resolve().parents[1])
-    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "options.ks" in out.stderr, out.stderr
+def test_the_command_line_refuses_bad_input_in_one_line(capsys):
+    from tlcore.__main__ import main
+    assert main(["few-shot", "--ks", "5,1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "options.ks" in err, err
 
 
 def _wait_for_runs(store, timeout_s: float = 120.0) -> list:
@@ -145,6 +144,7 @@ def test_the_page_queues_its_controls_plan_and_draws_the_finished_run():
     st.cache_resource.clear()
     try:
         at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
+        at.query_params["per_class"] = "10"   # the Data page's images per class bound the pool drawn from
         at.run()
         at.switch_page(str(root / "views" / "few_shot.py")).run()
         assert not at.exception, [e.value for e in at.exception]
@@ -155,7 +155,8 @@ def test_the_page_queues_its_controls_plan_and_draws_the_finished_run():
         [run] = _wait_for_runs(services.store())
         assert run.kind == fs.KIND and run.status == "finished"
         from tlcore.train.plan import Plan
-        assert Plan.from_json(run.plan_json).options == {"ks": [1], "draws": 1, "steps": 10}
+        plan = Plan.from_json(run.plan_json)
+        assert plan.options == {"ks": [1], "draws": 1, "steps": 10} and plan.per_class == 10
         at.run()
         assert not at.exception, [e.value for e in at.exception]
         assert len(at.get("plotly_chart")) == 2

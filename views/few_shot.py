@@ -34,13 +34,15 @@ draws are: with one image, *which* image you happened to label matters a lot.
 
 base = state.plan()
 widgets.data_or_stop(base)
-big = base.dataset not in ("digits", "folder")
+# The pool the k images are drawn from: the Data page's images per class when set, else every training
+# image (a large registry set: BIG_POOL a class, to keep the one feature pass short).
+pool = base.per_class or (BIG_POOL if base.dataset not in ("digits", "folder") else None)
 widgets.seed_controls(fs.KIND, {"fs_ks": D["ks"], "fs_draws": D["draws"], "fs_steps": D["steps"]},
                       lambda p: {"fs_ks": [k for k in p.option("ks", D["ks"]) if k in K_CHOICES] or D["ks"],
                                  "fs_draws": min(int(p.option("draws", D["draws"])), 10),
                                  "fs_steps": min(max(int(p.option("steps", D["steps"])), 10), 100)})
 st.caption(f"Data: **{ui_data.dataset_title(base)}** · EfficientNet-Lite0 at {fs.IMAGE_SIZE} px "
-           + (f"· drawn from {BIG_POOL} training images per class " if big else "")
+           + (f"· drawn from {pool} training images per class " if pool else "")
            + "(change the data on the Data page: digits, your upload or your webcam shots).")
 c = st.columns(3)
 ks = c[0].multiselect("Images per class (k)", K_CHOICES, key="fs_ks",
@@ -52,7 +54,7 @@ steps = c[2].slider("Fine-tuning steps", 10, 100, step=10, key="fs_steps",
                     help="Optimiser steps of the fine-tuned learner, on all k images per class at once.")
 try:
     plan = fs.lab_plan(dataset=base.dataset, dataset_path=base.dataset_path, dataset_name=base.dataset_name,
-                       seed=base.seed, per_class=BIG_POOL if big else None, ks=sorted(ks), draws=int(draws),
+                       seed=base.seed, per_class=pool, ks=sorted(ks), draws=int(draws),
                        steps=int(steps))
 except TLCoreError as e:
     st.error(str(e) if ks else "Pick at least one number of images per class.")

@@ -73,11 +73,14 @@ def _save(attributes: list[str], table: list[list[int]]) -> None:
 
 current = [[int(bool(v)) for v in row] for row in edited.to_numpy().tolist()]
 a, b, c = st.columns([2, 2, 1])
+if st.session_state.pop("zs_added", False):
+    st.session_state.zs_new = ""   # the name went into the table: an empty box for the next one
 new_name = a.text_input("New attribute", key="zs_new", placeholder="e.g. thick stroke", max_chars=zs.MAX_NAME)
 taken = new_name.strip().lower() in {n.lower() for n in saved["attributes"]}
 if taken:
     a.caption("The table already has that attribute.")
 if a.button("Add the attribute", disabled=not new_name.strip() or taken or state.locked()):
+    st.session_state.zs_added = True
     _save(saved["attributes"] + [new_name.strip()], [row + [0] for row in current])
 drop = b.multiselect("Remove attributes", saved["attributes"], key=f"zs_drop:{dataset}")
 if b.button("Remove them", disabled=not drop or state.locked()):

@@ -23,7 +23,7 @@ def accuracy_vs_k(results, chance: float | None = None) -> go.Figure:
         colour = COLOURS.get(arm, "#444444")
         if len(rows) > 1:
             fig.add_trace(go.Scatter(x=ks + ks[::-1], y=[r["high"] for r in rows] + [r["low"] for r in rows][::-1],
-                                     fill="toself", fillcolor=_rgba(colour, 0.15), line={"width": 0},
+                                     fill="toself", fillcolor=_rgba(colour, 0.15), line={"width": 0}, mode="lines",
                                      hoverinfo="skip", showlegend=False, name=f"{NAMES.get(arm, arm)} range"))
         fig.add_trace(go.Scatter(x=ks, y=[r["mean"] for r in rows], mode="lines+markers", name=NAMES.get(arm, arm),
                                  line={"color": colour, "dash": "dot" if arm == "pixels" else "solid"},
