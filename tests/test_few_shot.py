@@ -176,3 +176,10 @@ def test_the_findings_name_the_best_learner_at_each_end_from_the_run():
     assert lines[1].startswith("At k = 1 the best learner was nearest class mean")
     assert lines[2].startswith("At k = 20 the best was logistic regression")
     assert "4 of 4 learners" in lines[3]
+
+
+def test_the_findings_say_when_the_prototypes_stay_best_without_naming_them_twice():
+    rows = [LabResult(fs.ARM, {"arm": a, "k": k, "mean": m, "sd": 0.0, "low": m, "high": m, "draws": 1})
+            for a, m in (("prototypes", 0.99), ("logreg", 0.9), ("fine_tune", 0.95), ("pixels", 0.3)) for k in (1, 20)]
+    line = fs.findings(rows, 6)[2]
+    assert line.startswith("At k = 20 the prototypes were still the best (0.990)") and "had" not in line

@@ -249,8 +249,12 @@ def findings(results, n_classes: int) -> list[str]:
                 + ", ".join(f"{TITLES[a]} {at[a][lo]['mean']:.3f}" for a in ARMS if a != best_lo) + ".")
     if hi != lo:
         best_hi = max(ARMS, key=lambda a: at[a][hi]["mean"])
-        said.append(f"At k = {hi} the best was {TITLES[best_hi]} ({at[best_hi][hi]['mean']:.3f}); the prototypes "
-                    f"had {at['prototypes'][hi]['mean']:.3f}.")
+        if best_hi == "prototypes":
+            said.append(f"At k = {hi} the prototypes were still the best ({at['prototypes'][hi]['mean']:.3f}): with "
+                        "codes this good for your images, averaging is all the learning needed.")
+        else:
+            said.append(f"At k = {hi} the best was {TITLES[best_hi]} ({at[best_hi][hi]['mean']:.3f}); the prototypes "
+                        f"had {at['prototypes'][hi]['mean']:.3f}.")
         shrink = [a for a in ARMS if at[a][hi]["high"] - at[a][hi]["low"] < at[a][lo]["high"] - at[a][lo]["low"]]
         if shrink:
             said.append(f"The spread over draws narrowed from k = {lo} to k = {hi} for "
