@@ -44,7 +44,8 @@ def test_a_rare_attribute_counts_for_more_than_a_common_one():
 
 
 @pytest.mark.parametrize("opts, field", [
-    ({"unseen": [3]}, "options.unseen"), ({"unseen": [3, 3]}, "options.unseen"), ({"unseen": [3, 10]}, "options.unseen"),
+    ({"unseen": [3]}, "options.unseen"), ({"unseen": [3, 3]}, "options.unseen"),
+    ({"unseen": [3, 10]}, "options.unseen"),
     ({"table": [[0] * 8] * 9}, "options.table"), ({"table": [[0] * 7] * 10}, "options.table"),
     ({"table": [[2] * 8] * 10}, "options.table"), ({"table": [[0] * 8] * 10}, "options.table"),
     ({"attributes": []}, "options.attributes"), ({"attributes": ["a", "A"] + ["x"] * 6}, "options.attributes"),
@@ -92,7 +93,8 @@ def test_the_seen_training_split_holds_no_unseen_image():
 
     import torch
     d = SimpleNamespace(train_y=torch.tensor([0, 1, 2, 3, 2]), val_y=torch.tensor([3, 0]))
-    codes = SimpleNamespace(prepared=SimpleNamespace(data=d), train=np.arange(5.0)[:, None], val=np.array([[10.0], [11.0]]))
+    codes = SimpleNamespace(prepared=SimpleNamespace(data=d), train=np.arange(5.0)[:, None],
+                            val=np.array([[10.0], [11.0]]))
     tr, tr_y, te, te_y = zs.split(codes, [2, 3])
     assert tr_y.tolist() == [0, 1] and te_y.tolist() == [2, 3, 2, 3] and te[:, 0].tolist() == [2.0, 3.0, 4.0, 10.0]
 
@@ -130,7 +132,8 @@ def test_the_page_runs_the_table_the_learner_edited():
             time.sleep(0.2)
         [run] = store.list()
         o = Plan.from_json(run.plan_json).options
-        assert o["attributes"][-1] == "thick stroke" and all(row[-1] == 0 for row in o["table"]) and o["unseen"] == [3, 8]
+        assert o["attributes"][-1] == "thick stroke" and o["unseen"] == [3, 8]
+        assert all(row[-1] == 0 for row in o["table"])
         at.run()
         assert not at.exception, [e.value for e in at.exception]
         assert len(at.get("plotly_chart")) == 2

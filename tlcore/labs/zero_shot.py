@@ -20,11 +20,9 @@ computed once and cached by the engine.
 from __future__ import annotations
 
 import argparse
-import statistics
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..data.registry import DATASETS
 from ..errors import PlanError
@@ -74,6 +72,12 @@ TABLE_NAMES = ("yours", "scrambled")
 
 
 # --- options ---------------------------------------------------------------------------------------
+def need_table(dataset: str) -> None:
+    if dataset not in TABLES:
+        raise PlanError("dataset", f"zero-shot needs classes described by attributes: choose one of "
+                                   f"{', '.join(TABLES)}")
+
+
 def default_options(dataset: str) -> dict[str, Any]:
     t = TABLES[dataset]
     classes = DATASETS[dataset].classes
@@ -86,9 +90,7 @@ def options(plan) -> dict[str, Any]:
 
 
 def validate(plan) -> None:
-    if plan.dataset not in TABLES:
-        raise PlanError("dataset", f"zero-shot needs classes described by attributes: choose one of "
-                                   f"{', '.join(TABLES)}")
+    need_table(plan.dataset)
     unknown = sorted(set(plan.options) - {"attributes", "table", "unseen"})
     if unknown:
         raise PlanError(f"options.{unknown[0]}", "is not a zero-shot option; use attributes, table, unseen")
@@ -146,7 +148,8 @@ def attribute_probs(train: np.ndarray, targets: np.ndarray, test: np.ndarray, se
 
 
 def dap_scores(probs: list[np.ndarray | None], table: np.ndarray, prior: np.ndarray, unseen: list[int]) -> np.ndarray:
-    """[images, unseen] log-scores of direct attribute prediction (attributes without a classifier count for nothing)."""
+    """[images, unseen] log-scores of direct attribute prediction (an attribute without a classifier counts
+    for nothing)."""
     n = next(len(p) for p in probs if p is not None)
     scores = np.zeros((n, len(unseen)))
     for m, p in enumerate(probs):
@@ -269,8 +272,7 @@ def findings(results) -> list[str]:
 def lab_plan(*, dataset: str = "digits", seed: int = 0, model: str = "efficientnet_lite0",
              image_size: int = IMAGE_SIZE, **opts: Any):
     from ..train.plan import Plan
-    if dataset not in TABLES:
-        raise PlanError("dataset", f"zero-shot needs classes described by attributes: choose one of {', '.join(TABLES)}")
+    need_table(dataset)
     return Plan(kind=KIND, dataset=dataset, model=model, image_size=image_size, seed=seed,
                 per_class=PER_CLASS.get(dataset), strategy="fine_tune_top", top_groups=1,
                 options={**default_options(dataset), **opts})
@@ -278,8 +280,7 @@ def lab_plan(*, dataset: str = "digits", seed: int = 0, model: str = "efficientn
 
 def unseen_indices(dataset: str, text: str) -> list[int]:
     """'3,8' or 'Sandal,Shirt' -> class indices of the dataset (names first, then numbers)."""
-    if dataset not in TABLES:   # read before the plan is made, so the plan's own check comes too late
-        raise PlanError("dataset", f"zero-shot needs classes described by attributes: choose one of {', '.join(TABLES)}")
+    need_table(dataset)   # read before the plan is made, so the plan's own check comes too late
     classes = DATASETS[dataset].classes
     out = []
     for part in (p.strip() for p in text.split(",") if p.strip()):

@@ -40,7 +40,8 @@ def attribute_accuracy(results) -> go.Figure:
         customdata=[r["seen_with"] for r in rows],
         hovertemplate="%{y}: %{x:.3f} on unseen images (seen classes with it: %{customdata})<extra></extra>"))
     fig.update_layout(title="Each attribute on the unseen images (learned from the seen classes)",
-                      xaxis_title="agreement with your table", xaxis_range=[0, 1.15], height=60 + 28 * max(len(rows), 3),
+                      xaxis_title="agreement with your table", xaxis_range=[0, 1.15],
+                      height=60 + 28 * max(len(rows), 3),
                       margin={"t": 50, "b": 40})
     fig.update_yaxes(autorange="reversed")
     return fig
