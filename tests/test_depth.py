@@ -230,3 +230,9 @@ def test_page_shows_a_finished_run_and_the_zoo(tmp_path, monkeypatch):
                                                    "What your run showed"]
     text = " ".join(m.value for m in at.markdown)
     assert "**sigmoid · plain** (8 layers)" in text and "256 different paths" in text
+    # The zoo: Inception v3's Mixed_7b, its branches and their parameters, as the architecture builds them.
+    at.selectbox(key="dp_zoo").set_value("inception_v3").run()
+    at.selectbox(key="dp_block_inception_v3").set_value("Mixed_7b").run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[-1].value
+    assert "1x1 conv → (1x3 conv | 3x1 conv)" in list(table["branch"]) and table["parameters"].sum() == 5044608

@@ -446,6 +446,6 @@ def _run_command(args: argparse.Namespace) -> int:
 register_command(Command(KIND, "why deep networks were hard to train: gradient norms by layer, plain vs residual",
                          _add_arguments, _run_command,
                          description="Train one deep stack of 3x3 convolutions (an activation, with or without "
-                                     "BatchNorm and shortcuts) on small images; print one JSON line with the "
-                                     "gradient norm of every weight layer at the start and the end, and the final "
-                                     "training loss."))
+                                     "BatchNorm and shortcuts) on small images; print one JSON line with every "
+                                     "weight layer's gradient norm per weight at the start and the end, and the "
+                                     "final training loss."))
