@@ -857,7 +857,7 @@ def test_the_negative_transfer_page_renders_a_finished_comparison_and_the_guide_
     at = page("negative_transfer")
     assert not at.exception and any(b.label == "Run the comparison" for b in at.button)
     store = RunStore()
-    plan = nt.make_plan(per_class=20, seeds=3)          # the page's default controls
+    plan = nt.make_plan()          # the page's default controls
     run_id = store.create(plan, owner="someone")
     store.append(run_id, LabResult(nt.RUN, {"arm": "imagenet", "seed": 0, "target_acc": 0.6}))
     store.append(run_id, LabResult(nt.GAP, {"source": "misleading", "acc_mean": 0.5, "acc_std": 0.02, "gap_vs_scratch": 0.2,
@@ -869,6 +869,8 @@ def test_the_negative_transfer_page_renders_a_finished_comparison_and_the_guide_
     assert any("hurt" in m.value and "+0.200" in m.value for m in at.markdown)
     guide = page("strategy_guide")
     assert not guide.exception
+
+
 def test_where_to_transfer_runs_a_probe_through_the_queue_and_draws_the_curve():
     from ui import services
 
