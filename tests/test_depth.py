@@ -225,7 +225,8 @@ def test_page_shows_a_finished_run_and_the_zoo(tmp_path, monkeypatch):
     st.cache_resource.clear()
     assert not at.exception, [e.value for e in at.exception]
     # A new session shows the controls of the run it shows, not the lab's defaults.
-    assert at.slider(key="dp_depth").value == 8 and at.multiselect(key="dp_arms").value == ["sigmoid", "relu+bn+residual"]
+    assert at.slider(key="dp_depth").value == 8
+    assert at.multiselect(key="dp_arms").value == ["sigmoid", "relu+bn+residual"]
     assert [h.value for h in at.subheader][:3] == ["Gradients by depth", "Plain vs residual at equal depth",
                                                    "What your run showed"]
     text = " ".join(m.value for m in at.markdown)

@@ -121,15 +121,17 @@ in_blocks = sum(b.params for b in s.blocks)
 merging = [b for b in s.blocks if b.merge]
 st.markdown(f"**{s.title}**: {len(merging)} blocks that split and merge; {s.paths:,} different paths from the input "
             f"to the output (every block multiplies the count by its own paths). The layer groups hold "
-            f"{in_blocks:,} of its {s.total_params:,} parameters; the classifier"
-            f"{' and the auxiliary classifier' if MODELS[net].aux else ''} hold the other {s.total_params - in_blocks:,}.")
+            f"{in_blocks:,} of its {s.total_params:,} parameters; "
+            f"{'the classifier and the auxiliary classifier hold' if MODELS[net].aux else 'the classifier holds'} "
+            f"the other {s.total_params - in_blocks:,}.")
 st.plotly_chart(figs.structure_overview(s), key=f"dp-zoo-{net}")
 block = st.selectbox("Block", [b.name for b in merging], key=f"dp_block_{net}",
                      format_func=lambda n: f"{n} ({next(b.group for b in merging if b.name == n)})")
 chosen = next(b for b in merging if b.name == block)
 st.plotly_chart(figs.block_diagram(chosen), key=f"dp-block-{net}-{block}")
-st.dataframe([{"branch": br.label, "parameters": br.params, "share of the block": 100 * br.params / max(chosen.params, 1),
-               "channels out": br.channels} for br in chosen.branches],
+st.dataframe([{"branch": br.label, "parameters": br.params,
+               "share of the block": 100 * br.params / max(chosen.params, 1), "channels out": br.channels}
+              for br in chosen.branches],
              column_config={"share of the block": st.column_config.ProgressColumn(format="%.0f%%", min_value=0,
                                                                                    max_value=100)},
              hide_index=True)

@@ -274,7 +274,6 @@ def train_arm(k: int, arm: ArmSpec, data: Inputs, plan, scope: RunScope, emit: E
         run_steps(spe, arm_step(net, opt, data, perm, plan, epoch, spe, bs, trace, marks), epoch=epoch,
                   clock=Clock(scope.t0, k * total + epoch * spe, n_arms * total), batch=bs, emit=emit,
                   should_stop=should_stop, lrs=lambda: (opt.param_groups[0]["lr"],), on_loss=finite)
-        net.train()
     seconds = time.perf_counter() - t0
     train_loss, train_error = evaluate(net, data.x, data.y)
     _, val_error = evaluate(net, data.val_x, data.val_y)
@@ -356,7 +355,8 @@ def _orders_text(row: dict[str, Any]) -> str:
     o = row["orders"]
     if abs(o) < 0.05:
         return "about the same as the last convolution's"
-    return f"{abs(o):.1f} order{'s' if abs(o) >= 1.05 else ''} of magnitude {'below' if o < 0 else 'above'} the last convolution's"
+    side = "below" if o < 0 else "above"
+    return f"{abs(o):.1f} order{'s' if abs(o) >= 1.05 else ''} of magnitude {side} the last convolution's"
 
 
 def _pair_verdict(residual: float, plain: float) -> str:
@@ -413,7 +413,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=DEFAULTS["width"], help=f"channels (default: {DEFAULTS['width']})")
     p.add_argument("--dataset", choices=DATASETS, default="digits", help="the images (default: digits, offline)")
     p.add_argument("--epochs", type=int, default=PAGE_EPOCHS, help=f"passes over the images (default: {PAGE_EPOCHS})")
-    p.add_argument("--lr", type=float, default=PAGE_LR, help=f"peak learning rate, SGD one-cycle (default: {PAGE_LR:g})")
+    p.add_argument("--lr", type=float, default=PAGE_LR,
+                   help=f"peak learning rate, SGD one-cycle (default: {PAGE_LR:g})")
     p.add_argument("--seed", type=int, default=0)
 
 

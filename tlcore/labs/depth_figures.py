@@ -50,7 +50,8 @@ def gradients_over_training(results, code: str) -> go.Figure:
                                  mode="lines+markers", name="at the start" if step == 0 else f"step {step + 1}",
                                  line={"color": f"rgba(31, 119, 180, {shade:.2f})"}))
     fig.update_layout(title=f"{ArmSpec.parse(code).title}: during training", xaxis_title="layer (1 = input side)",
-                      yaxis_title="‖dL/dW‖ / √weights", yaxis_type="log", yaxis_exponentformat="power", height=330,
+                      yaxis_title="‖dL/dW‖ / √weights", yaxis_type="log", yaxis_exponentformat="power",
+                      height=330,
                       margin={"t": 50, "b": 40}, legend={"orientation": "h", "y": -0.3})
     return fig
 
