@@ -170,9 +170,11 @@ def _check_finite(value: float, where: str) -> None:
 
 
 def train_arm(arm: str, plan, arms: Arms, emit, should_stop, *, position: tuple[int, int] = (0, 1),
-              t0: float | None = None) -> nn.Module:
-    """Train one arm for plan.epochs epochs of phases.run_steps; score it after each. `position`: (this
-    arm's index, arms in the run), so the Step events' global index runs over the whole run's steps."""
+              t0: float | None = None, score_epochs: bool = True) -> nn.Module:
+    """Train one arm for plan.epochs epochs of phases.run_steps; score it after each (unless `score_epochs`
+    is False: a caller that reads only the trained network skips two validation passes an epoch; scoring
+    draws no random numbers, so the training is the same either way). `position`: (this arm's index, arms
+    in the run), so the Step events' global index runs over the whole run's steps."""
     torch.manual_seed(plan.seed)                   # the weights and dropout: each arm starts alike
     net = arms.make_net()
     opt = torch.optim.SGD(net.parameters(), lr=plan.lr, momentum=0.9, weight_decay=plan.weight_decay)
@@ -196,6 +198,8 @@ def train_arm(arm: str, plan, arms: Arms, emit, should_stop, *, position: tuple[
         clock = Clock(t0, position[0] * total + epoch * spe, position[1] * total)
         run_steps(spe, one, epoch=epoch, clock=clock, batch=2 * batches.size, emit=emit, should_stop=should_stop,
                   lrs=lambda: (opt.param_groups[0]["lr"],), on_loss=_check_finite)
+        if not score_epochs:
+            continue
         sa, ta, da = scores(net, arms)
         emit(LabResult(EPOCH, {"arm": arm, "epoch": epoch, "source_acc": sa, "target_acc": ta, "domain_acc": da,
                                "lambda": float(net.grl.lam)}))

@@ -115,7 +115,7 @@ def _scratch(plan, d, seed, device, should_stop) -> float:
     from .dann_arms import scores, small_cnn_arms, train_arm
     p = plan.replace(seed=seed, epochs=SCRATCH_EPOCHS, lr=0.05, batch_size=32)
     arms = small_cnn_arms(d, d, 32, device)
-    net = train_arm("target_only", p, arms, lambda e: None, should_stop)
+    net = train_arm("target_only", p, arms, lambda e: None, should_stop, score_epochs=False)
     return scores(net, arms)[1]
 
 
