@@ -112,6 +112,8 @@ def test_a_small_run_reports_every_arm_and_epoch_and_the_page_draws_it(tmp_path,
     assert set(curves) == set(fg.ARMS) and all(len(v) == 1 for v in curves.values())
     assert len(fg.findings(fg.finals(run))) == 3
     root = Path(__file__).resolve().parents[1]
+    import streamlit as st
+    st.cache_resource.clear()     # the services' store is cached per process: this test's store, not an earlier test's
     at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
     at.run()
     at.switch_page(str(root / "views" / "forgetting.py")).run()
@@ -121,3 +123,20 @@ def test_a_small_run_reports_every_arm_and_epoch_and_the_page_draws_it(tmp_path,
     text = " ".join(m.value for m in at.markdown)
     assert "Kept the least:" in text and "BatchNorm statistics alone" in text
     assert "Learned vs kept" in " ".join(el.proto.spec for el in at.get("plotly_chart"))
+
+
+def test_sequential_measures_the_first_task_learned_in_the_run_while_a_second_trains(tmp_path):
+    with pytest.raises(PlanError, match="another dataset"):
+        fg.make_plan(measure="sequential").replace(options={"measure": "sequential", "second": "digits"})
+    with pytest.raises(PlanError, match="dataset name"):
+        fg.make_plan().replace(options={"second": "no_such_set"})
+    plan = fg.make_plan(measure="sequential", **TINY).replace(device="cpu")
+    events = []
+    fg.run(plan, events.append, lambda: False, tmp_path)
+    assert isinstance(events[-1], RunEnded) and events[-1].status == "finished", events[-1]
+    first = next(e.values["first_task_acc"] for e in events if type(e).__name__ == "Metrics")
+    rows = {e.values["arm"]: e.values for e in events if isinstance(e, LabResult) and e.schema == fg.EPOCH}
+    assert set(rows) == set(fg.ARMS)
+    # gradual unfreezing's first epoch trains the second task's head alone: the first task is untouched
+    assert rows["gradual"]["skill_kept"] == pytest.approx(first)
+    assert first > 0.1                                     # the first task was learned (ten classes)

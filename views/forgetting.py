@@ -27,15 +27,21 @@ keeps ImageNet's, "updated" lets the layers that train follow the digits' (PyTor
 last arm changes no weight of the network at all: only the head learns, while every BatchNorm layer
 follows the digits' statistics.
 """)
-widgets.seed_controls("forgetting", {"fg_bn": D["bn_stats"], "fg_epochs": D["epochs"]},
-                      lambda p: {"fg_bn": p.option("bn_stats", D["bn_stats"]), "fg_epochs": p.epochs}
-                      if p.epochs <= 8 else {})
+widgets.seed_controls("forgetting", {"fg_bn": D["bn_stats"], "fg_epochs": D["epochs"], "fg_measure": D["measure"]},
+                      lambda p: {"fg_bn": p.option("bn_stats", D["bn_stats"]), "fg_epochs": p.epochs,
+                                 "fg_measure": p.option("measure", D["measure"])} if p.epochs <= 8 else {})
+measure = st.radio("What it knew before", fg.MEASURES, horizontal=True, key="fg_measure",
+                   format_func={"imagenet": "its ImageNet answers on photos",
+                                "sequential": f"digits, learned first in the run (then {fg.SECOND})"}.get,
+                   help="Sequential: the network first learns the digits (every group, discriminative rates, "
+                        f"{fg.FIRST_EPOCHS} epochs), then each arm learns the digits on photos from there, and the "
+                        "skill kept is its accuracy on the first task's validation images, through the first task's head.")
 c = st.columns(2)
 bn = c[0].radio("BatchNorm statistics while fine-tuning", fg.BN_STATS, horizontal=True, key="fg_bn",
                 format_func={"frozen": "frozen (ImageNet's)", "updated": "updated on the digits"}.get)
 epochs = c[1].slider("Epochs per arm", 1, 8, key="fg_epochs")
 try:
-    plan = fg.make_plan(bn_stats=bn, epochs=int(epochs), seed=state.plan().seed)
+    plan = fg.make_plan(bn_stats=bn, epochs=int(epochs), seed=state.plan().seed, measure=measure)
 except TLCoreError as e:
     st.error(str(e))
     st.stop()
@@ -46,15 +52,20 @@ def draw(run) -> None:
     curves = fg.curves(run)
     if not curves:
         return
+    sequential = run.plan.option("measure", D["measure"]) == "sequential"
+    label = "first-task accuracy" if sequential else "ImageNet answers kept"
+    start = run.metrics.get("first_task_acc", 1.0) if sequential else 1.0
+    if sequential:
+        st.caption(f"After the first task (digits) the network scored {start:.3f} on it: every arm starts there.")
     left, right = st.columns(2)
-    left.plotly_chart(figs.trade_off(curves), key=f"fg-trade-{run.id}")
-    right.plotly_chart(figs.kept_by_epoch(curves), key=f"fg-kept-{run.id}")
+    left.plotly_chart(figs.trade_off(curves, label), key=f"fg-trade-{run.id}")
+    right.plotly_chart(figs.kept_by_epoch(curves, label, start), key=f"fg-kept-{run.id}")
     st.dataframe([{"arm": fg.TITLES[a], **{f"epoch {r['epoch'] + 1}": f"{r['target_acc']:.3f} / {r['skill_kept']:.0%}"
                                             for r in rows}} for a, rows in curves.items()], hide_index=True)
-    st.caption("Each cell: target accuracy / ImageNet answers kept.")
+    st.caption(f"Each cell: target accuracy / {label}.")
     if run.status == "finished":
         st.subheader("What your run showed")
-        for line in fg.findings(fg.finals(run)):
+        for line in fg.findings(fg.finals(run), run.plan.option("measure", D["measure"])):
             st.markdown(f"- {line}")
 
 

@@ -59,7 +59,7 @@ def validate(plan) -> None:
     if extra:
         raise PlanError(f"options.{extra[0]}", f"the dann kind with network {network} takes {', '.join(sorted(known))}")
     target = opts.get("target", "digits_m")
-    if target not in DATASETS:
+    if not isinstance(target, str) or target not in DATASETS:   # a list or a number is no dataset name
         raise PlanError("options.target", f"unknown dataset {target!r}; choose one of {', '.join(sorted(DATASETS))}")
     if target == plan.dataset and plan.dataset != "folder":
         raise PlanError("options.target", "the target must be another dataset than the source (e.g. digits_m)")

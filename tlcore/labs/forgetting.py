@@ -18,6 +18,7 @@ target (the trainable groups' BN layers in training mode, PyTorch's default).
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import time
 
@@ -26,7 +27,7 @@ import torch
 from ..errors import PlanError
 from ..kinds import Kind, register_kind
 from ..train import rng
-from ..train.events import LabResult, Phase, register_schema
+from ..train.events import LabResult, Metrics, Phase, register_schema
 from ..train.features import default_cache
 from ..train.phases import Clock, Source, build, evaluate, make_optimiser, prepare, source_at, started, train_epoch
 from ..train.scope import Failed, RunScope, check_stop
@@ -41,7 +42,11 @@ TITLES = {"aggressive": f"Every group at {HIGH:g}", "cautious": f"Every group at
           "gradual": "Gradual unfreezing (from the top, discriminative rates)",
           "bn_only": "BatchNorm statistics only (head trains, no backbone weight changes)"}
 BN_STATS = ("frozen", "updated")
-MEASURES = ("imagenet",)
+MEASURES = ("imagenet", "sequential")
+MEASURE_TITLES = {"imagenet": "its own ImageNet answers on bundled photos",
+                  "sequential": "a first task learned in the run (the plan's dataset), while a second one trains"}
+SECOND = "digits_m"      # sequential: the second task (the same digits on photos), learned after the first
+FIRST_EPOCHS = 2         # sequential: the first task's fine-tuning (every group, discriminative rates)
 # The page's controls, the CLI's defaults and the lesson test read these.
 DEFAULTS = {"dataset": "digits", "model": "efficientnet_lite0", "image_size": 64, "per_class": 30, "epochs": 4,
             "batch_size": 32, "seed": 0, "bn_stats": "frozen", "measure": "imagenet"}
@@ -52,9 +57,15 @@ ARM = register_schema("forgetting_arm", {"arm": str, "target_acc": float, "skill
 
 def validate(plan) -> None:
     opts = dict(plan.options)
-    extra = sorted(set(opts) - {"bn_stats", "measure"})
+    extra = sorted(set(opts) - {"bn_stats", "measure", "second"})
     if extra:
-        raise PlanError(f"options.{extra[0]}", "the forgetting kind takes: bn_stats, measure")
+        raise PlanError(f"options.{extra[0]}", "the forgetting kind takes: bn_stats, measure, second")
+    second = opts.get("second", SECOND)
+    from ..data.registry import DATASETS
+    if not isinstance(second, str) or second not in DATASETS:
+        raise PlanError("options.second", f"must be a dataset name (e.g. {SECOND})")
+    if opts.get("measure") == "sequential" and second == plan.dataset:
+        raise PlanError("options.second", "the second task must be another dataset than the first")
     if opts.get("bn_stats", "frozen") not in BN_STATS:
         raise PlanError("options.bn_stats", f"must be one of {', '.join(BN_STATS)}")
     if opts.get("measure", "imagenet") not in MEASURES:
@@ -88,21 +99,26 @@ def _set_bn(net, training: bool) -> None:
             m.train(training)
 
 
-def _source(net, cut: int, arm: str, here, emit, should_stop) -> Source:
+def _source(net, cut: int, arm: str, here, emit, should_stop, start: dict | None = None) -> Source:
     """What the trainable part reads. BN statistics that update in a frozen part need the raw images
-    through it every step (no cached features)."""
+    through it every step (no cached features), and so does a network that no longer has its
+    pretrained weights (`start`): the feature cache knows features by the weights' file."""
     d = here.data
-    if arm == "bn_only":
+    if arm == "bn_only" or start is not None:
         return Source(cut, d.train_x, d.val_x, False)
     return source_at(net, cut, here, default_cache(), emit, should_stop)
 
 
-def train_arm(i: int, arm: str, prepared, skill, bn_stats: str, emit, should_stop, t0: float):
-    """One arm from the pretrained network: its per-epoch rows emitted; returns (its final row, the network)."""
+def train_arm(i: int, arm: str, prepared, skill, bn_stats: str, emit, should_stop, t0: float,
+              start: dict | None = None):
+    """One arm from the pretrained network (or from `start`, its layer groups' weights after a first task):
+    its per-epoch rows emitted; returns (its final row, the network)."""
     plan = prepared.plan
     here = dataclasses.replace(prepared, plan=arm_plan(plan, arm))
     torch.manual_seed(plan.seed)
     net = build(here)
+    if start is not None:
+        net.groups.load_state_dict(start)
     n = len(net.group_names)
     optim = make_optimiser(net, here.plan, here.policy)
     cuts = cut_schedule(here.plan, n)
@@ -116,7 +132,7 @@ def train_arm(i: int, arm: str, prepared, skill, bn_stats: str, emit, should_sto
         emit(Phase(f"arm {i + 1} of {len(ARMS)}: {TITLES[arm]} · epoch {epoch + 1} of {plan.epochs}",
                    i * plan.epochs + epoch, len(ARMS) * plan.epochs))
         apply_cut(net, cut, "frozen")
-        src = _source(net, cut, arm, here, emit, should_stop)
+        src = _source(net, cut, arm, here, emit, should_stop, start)
         if arm == "bn_only":
             _set_bn(net.groups, True)     # every BN layer follows the target's statistics; no weight trains
         elif bn_stats == "frozen":
@@ -125,7 +141,7 @@ def train_arm(i: int, arm: str, prepared, skill, bn_stats: str, emit, should_sto
                     should_stop)
         ev = evaluate(net, src, here, should_stop)
         acc = float((ev.pred == val_y).float().mean())
-        kept = skill.kept(net)
+        kept = skill.kept(net) if skill is not None else float("nan")   # the first task of a sequential run: none yet
         emit(LabResult(EPOCH, {"arm": arm, "epoch": epoch, "target_acc": acc, "skill_kept": kept}))
     return {"arm": arm, "target_acc": acc, "skill_kept": kept, "seconds": time.perf_counter() - t}, net
 
@@ -138,6 +154,19 @@ def imagenet_answers(original, prepared, crops_per_photo: int = old_skill.CROPS_
     return old_skill.imagenet_skill(original, original.head, prep, old_skill.photo_crops(crops_per_photo))
 
 
+def _first_task(prepared, bn_stats: str, emit, should_stop, t0: float):
+    """Sequential: the pretrained network fine-tuned on the first task (every group, discriminative rates,
+    FIRST_EPOCHS epochs); returns (its layer groups' weights, the skill: its validation images, their
+    labels and its head)."""
+    first = dataclasses.replace(prepared, plan=prepared.plan.replace(epochs=FIRST_EPOCHS))
+    emit(Phase(f"the first task: {prepared.plan.dataset}", 0, len(ARMS) * prepared.plan.epochs))
+    _, net = train_arm(0, "discriminative", first, None, bn_stats, lambda e: None, should_stop, t0)
+    head = copy.deepcopy(net.head).eval()
+    skill = old_skill.Skill(prepared.data.val_x, prepared.data.val_y, head, prepared.prep, "first task")
+    emit(Metrics({"first_task_acc": skill.kept(net)}))   # where every arm starts, read the way the arms are
+    return {k: v.detach().clone() for k, v in net.groups.state_dict().items()}, skill
+
+
 def run(plan, emit, should_stop, artifact_dir):
     from ..models.build import imagenet_network
     with RunScope(plan, emit, artifact_dir) as scope:
@@ -145,15 +174,22 @@ def run(plan, emit, should_stop, artifact_dir):
         scope.keep(classes=tuple(prepared.data.classes))
         emit(started(prepared, None))
         t0 = time.perf_counter()
-        try:
-            original = imagenet_network(plan.model).to(prepared.policy.device).eval()
-        except Exception as e:   # weights that are not on this machine: say so, once
-            raise Failed(f"{plan.model}'s ImageNet classifier is needed to measure what it forgets: {e}") from e
-        emit(Phase("the ImageNet answers to keep", 0, len(ARMS) * plan.epochs))
-        skill = imagenet_answers(original, prepared)
         bn_stats = plan.option("bn_stats", DEFAULTS["bn_stats"])
+        start = None
+        if plan.option("measure", DEFAULTS["measure"]) == "sequential":
+            start, skill = _first_task(prepared, bn_stats, emit, should_stop, t0)
+            # The second task's data; the plan's options without `measure`, which would read it as a first task.
+            prepared = prepare(plan.replace(dataset=plan.option("second", SECOND), options={"bn_stats": bn_stats}),
+                               emit, should_stop)
+        else:
+            try:
+                original = imagenet_network(plan.model).to(prepared.policy.device).eval()
+            except Exception as e:   # weights that are not on this machine: say so, once
+                raise Failed(f"{plan.model}'s ImageNet classifier is needed to measure what it forgets: {e}") from e
+            emit(Phase("the ImageNet answers to keep", 0, len(ARMS) * plan.epochs))
+            skill = imagenet_answers(original, prepared)
         for i, arm in enumerate(ARMS):
-            row, _ = train_arm(i, arm, prepared, skill, bn_stats, emit, should_stop, t0)
+            row, _ = train_arm(i, arm, prepared, skill, bn_stats, emit, should_stop, t0, start)
             emit(LabResult(ARM, row))
 
 
@@ -180,21 +216,25 @@ def finals(run) -> dict[str, dict]:
     return {a: v[-1] for a, v in curves(run).items() if v}
 
 
-def findings(rows: dict[str, dict]) -> list[str]:
+def skill_words(measure: str) -> str:
+    return "of the ImageNet answers" if measure == "imagenet" else "accuracy on the first task"
+
+
+def findings(rows: dict[str, dict], measure: str = "imagenet") -> list[str]:
     """What the run showed, in words, from its final numbers (only what the numbers say)."""
     if not rows:
         return []
-    out = []
+    out, kept = [], skill_words(measure)
     least = min(rows, key=lambda a: rows[a]["skill_kept"])
     most = max((a for a in rows if a != "bn_only"), key=lambda a: rows[a]["skill_kept"], default=None)
-    out.append(f"Kept the least: {TITLES[least]} ({rows[least]['skill_kept']:.0%} of the ImageNet answers, "
+    out.append(f"Kept the least: {TITLES[least]} ({rows[least]['skill_kept']:.0%} {kept}, "
                f"target accuracy {rows[least]['target_acc']:.3f}).")
     if most:
         out.append(f"Kept the most while training the backbone: {TITLES[most]} ({rows[most]['skill_kept']:.0%}, "
                    f"target accuracy {rows[most]['target_acc']:.3f}).")
     if "bn_only" in rows:
         out.append(f"BatchNorm statistics alone, with no backbone weight changed, kept "
-                   f"{rows['bn_only']['skill_kept']:.0%} of the answers.")
+                   f"{rows['bn_only']['skill_kept']:.0%} {kept}.")
     return out
 
 
@@ -210,7 +250,8 @@ def make_plan(**changes):
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     d = DEFAULTS
     p.add_argument("--measure", choices=MEASURES, default=d["measure"],
-                   help=f"what the network knew before: its own ImageNet answers on bundled photos (default {d['measure']})")
+                   help=f"what the network knew before: imagenet, its own ImageNet answers on bundled photos; "
+                        f"sequential, --dataset learned first in the run, then {SECOND} (default {d['measure']})")
     p.add_argument("--bn-stats", choices=BN_STATS, default=d["bn_stats"],
                    help=f"BatchNorm statistics while fine-tuning (default {d['bn_stats']})")
     p.add_argument("--epochs", type=int, default=d["epochs"], help=f"epochs per arm (default {d['epochs']})")
@@ -223,7 +264,10 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 def summary(run, notes=None) -> dict:
     plan = run.plan
+    sequential = plan.option("measure", DEFAULTS["measure"]) == "sequential"
     return {"run_id": run.id, "status": run.status, "kind": "forgetting", "dataset": plan.dataset,
+            "second_task": plan.option("second", SECOND) if sequential else None,
+            "first_task_acc": round(run.metrics.get("first_task_acc", float("nan")), 4) if sequential else None,
             "model": plan.model, "bn_stats": plan.option("bn_stats", DEFAULTS["bn_stats"]),
             "measure": plan.option("measure", DEFAULTS["measure"]), "epochs": plan.epochs,
             "arms": {a: [{"epoch": e["epoch"] + 1, "target_acc": round(e["target_acc"], 4),

@@ -14,7 +14,7 @@ def _colour(arm: str) -> str:
     return PALETTE[ARMS.index(arm) % len(PALETTE)] if arm in ARMS else PALETTE[-1]
 
 
-def trade_off(curves: dict[str, list[dict]]) -> go.Figure:
+def trade_off(curves: dict[str, list[dict]], kept: str = "ImageNet answers kept") -> go.Figure:
     """Target accuracy against the old skill kept, one path per arm through its epochs (labelled by
     epoch): up and to the right is learning the new task without forgetting the old one."""
     fig = go.Figure()
@@ -25,15 +25,15 @@ def trade_off(curves: dict[str, list[dict]]) -> go.Figure:
                                  line=dict(color=_colour(arm)), hovertext=TITLES.get(arm, arm)))
     fig.update_xaxes(range=[-0.02, 1.02], tickformat=".0%")
     fig.update_yaxes(range=[0, 1.02])
-    return _layout(fig, "Learned vs kept (numbers: epochs)", "ImageNet answers kept", "target accuracy")
+    return _layout(fig, "Learned vs kept (numbers: epochs)", kept, "target accuracy")
 
 
-def kept_by_epoch(curves: dict[str, list[dict]]) -> go.Figure:
-    """The old skill kept after each epoch, per arm."""
+def kept_by_epoch(curves: dict[str, list[dict]], kept: str = "ImageNet answers kept", start: float = 1.0) -> go.Figure:
+    """The old skill kept after each epoch, per arm (`start`: where every arm begins, before epoch 1)."""
     fig = go.Figure()
     for arm, rows in curves.items():
-        fig.add_trace(go.Scatter(x=[0] + [r["epoch"] + 1 for r in rows], y=[1.0] + [r["skill_kept"] for r in rows],
+        fig.add_trace(go.Scatter(x=[0] + [r["epoch"] + 1 for r in rows], y=[start] + [r["skill_kept"] for r in rows],
                                  mode="lines+markers", name=SHORT.get(arm, arm), line=dict(color=_colour(arm))))
     fig.update_xaxes(dtick=1)
     fig.update_yaxes(range=[-0.02, 1.02], tickformat=".0%")
-    return _layout(fig, "What it still knows, epoch by epoch", "epoch", "ImageNet answers kept")
+    return _layout(fig, "What it still knows, epoch by epoch", "epoch", kept)
