@@ -143,3 +143,30 @@ def test_webcam_classes_to_training_to_a_live_prediction(server):  # noqa: F811
         assert later > first
         page.screenshot(path=str(ARTIFACTS / "trips-webcam.png"), full_page=True)
         browser.close()
+
+
+def test_train_with_the_suggestion_beside_the_rate_in_use(server):  # noqa: F811
+    """fastai's habit after lr_find, in one click: the finder's sweep, then both runs queued from the Train
+    page and their curves drawn on one chart, each labelled by its rate."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        expect.set_options(timeout=300_000)      # a loaded 2-core machine: two runs train one after another
+        page.goto(f"{server}/train?image_size=32&per_class=8&batch_size=16&epochs=1&lr=0.001")
+        page.get_by_text("Find a learning rate").click()
+        page.get_by_role("button", name="Run the learning-rate finder").click()
+        default = page.get_by_role("button", name=re.compile(r"\(default\)$"))
+        expect(default).to_be_visible()
+        suggested = re.search(r": ([0-9.e-]+) \(default\)", default.inner_text()).group(1)
+        page.get_by_role("button", name=re.compile(r"^Train both")).click()
+        # both runs finish and the page names each on the chart and in the result line
+        expect(page.get_by_text(re.compile(r"suggested lr .*validation accuracy")).first).to_be_visible()
+        text = page.get_by_text(re.compile(r"suggested lr .*validation accuracy")).first.inner_text()
+        assert f"suggested lr {float(suggested):g}" in text and "your lr 0.001" in text, text
+        charts = page.locator(".js-plotly-plot").all_inner_texts()
+        assert any("suggested lr" in c and "your lr 0.001" in c for c in charts), charts
+        page.screenshot(path=str(ARTIFACTS / "train-both.png"), full_page=True)
+        browser.close()
