@@ -169,7 +169,11 @@ def pytest_collection_modifyitems(items):
 
 
 def pytest_sessionstart(session):
-    if not hasattr(session.config, "workerinput") and LESSON_TABLE.is_dir():
+    # Only a run of the lessons suite starts a fresh table: any other pytest run on the same checkout
+    # (one test file, the quick suite) would otherwise wipe the rows of a lessons run still going.
+    marks = session.config.getoption("markexpr", "") or ""
+    lessons_run = "lessons" in marks and "not lessons" not in marks
+    if lessons_run and not hasattr(session.config, "workerinput") and LESSON_TABLE.is_dir():
         for old in LESSON_TABLE.glob("*.json"):
             old.unlink()
 
