@@ -81,7 +81,8 @@ class Arms:
     encode: Callable[[torch.Tensor], torch.Tensor]
 
 
-def _input(x: torch.Tensor, size: int, device) -> torch.Tensor:
+def small_cnn_input(x: torch.Tensor, size: int, device) -> torch.Tensor:
+    """uint8 images -> the small CNN's input: [0, 1], resized to `size`, centred on 0 (-1..1)."""
     x = x.to(device).float().div_(255)
     if x.shape[-1] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
@@ -109,7 +110,7 @@ def scores(net, arms: Arms) -> tuple[float, float, float]:
 
 
 def small_cnn_arms(src, tgt, size: int, device) -> Arms:
-    return Arms(src, tgt, lambda: SmallCNN(size, src.num_classes).to(device), lambda x: _input(x, size, device))
+    return Arms(src, tgt, lambda: SmallCNN(size, src.num_classes).to(device), lambda x: small_cnn_input(x, size, device))
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def applied_lambda(arm: str, p: float, weight: float) -> float:
     return weight * dann_lambda(p) if arm == "dann" else 0.0
 
 
-def _check_finite(value: float, where: str) -> None:
+def refuse_non_finite(value: float, where: str) -> None:
     if not math.isfinite(value):
         raise Failed(f"the loss became {value} {where}: the learning rate is probably too high; try 10x lower")
 
@@ -197,7 +198,7 @@ def train_arm(arm: str, plan, arms: Arms, emit, should_stop, *, position: tuple[
                    position[0] * plan.epochs + epoch, position[1] * plan.epochs))
         clock = Clock(t0, position[0] * total + epoch * spe, position[1] * total)
         run_steps(spe, one, epoch=epoch, clock=clock, batch=2 * batches.size, emit=emit, should_stop=should_stop,
-                  lrs=lambda: (opt.param_groups[0]["lr"],), on_loss=_check_finite)
+                  lrs=lambda: (opt.param_groups[0]["lr"],), on_loss=refuse_non_finite)
         if not score_epochs:
             continue
         sa, ta, da = scores(net, arms)

@@ -31,7 +31,7 @@ from ..train.events import LabResult, Metrics, Phase, register_schema
 from ..train.features import default_cache
 from ..train.phases import Clock, Source, build, evaluate, make_optimiser, prepare, source_at, started, train_epoch
 from ..train.scope import Failed, RunScope, check_stop
-from ..train.strategies import _BN, apply_cut, cut_schedule
+from ..train.strategies import apply_cut, cut_schedule, set_batchnorm_training, steps_per_epoch
 from ..cli import Command, register_command
 from . import old_skill
 
@@ -93,12 +93,6 @@ def arm_plan(plan, arm: str):
     raise ValueError(f"unknown arm {arm!r}")
 
 
-def _set_bn(net, training: bool) -> None:
-    for m in net.modules():
-        if isinstance(m, _BN):
-            m.train(training)
-
-
 def _source(net, cut: int, arm: str, here, emit, should_stop, start: dict | None = None) -> Source:
     """What the trainable part reads. BN statistics that update in a frozen part need the raw images
     through it every step (no cached features), and so does a network that no longer has its
@@ -123,7 +117,7 @@ def train_arm(i: int, arm: str, prepared, skill, bn_stats: str, emit, should_sto
     optim = make_optimiser(net, here.plan, here.policy)
     cuts = cut_schedule(here.plan, n)
     gen = rng.generator(plan.seed, rng.SHUFFLE)          # every arm sees the same batches
-    steps = -(-len(here.data.train_y) // min(plan.batch_size, len(here.data.train_y)))
+    steps = steps_per_epoch(len(here.data.train_y), plan.batch_size)     # as train_epoch takes them
     val_y = here.data.val_y
     t = time.perf_counter()
     acc = kept = 0.0
@@ -134,9 +128,9 @@ def train_arm(i: int, arm: str, prepared, skill, bn_stats: str, emit, should_sto
         apply_cut(net, cut, "frozen")
         src = _source(net, cut, arm, here, emit, should_stop, start)
         if arm == "bn_only":
-            _set_bn(net.groups, True)     # every BN layer follows the target's statistics; no weight trains
+            set_batchnorm_training(net.groups, True)     # every BN layer follows the target's statistics; no weight trains
         elif bn_stats == "frozen":
-            _set_bn(net, False)           # ImageNet's statistics everywhere; BN's scale and shift still learn
+            set_batchnorm_training(net, False)           # ImageNet's statistics everywhere; BN's scale and shift still learn
         train_epoch(net, src, optim, here, epoch, Clock(t0, epoch * steps, plan.epochs * steps), gen, emit,
                     should_stop)
         ev = evaluate(net, src, here, should_stop)

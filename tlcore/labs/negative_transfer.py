@@ -130,10 +130,9 @@ def _imagenet_pool(prepared, emit, should_stop) -> tuple[np.ndarray, np.ndarray]
     return pool(src.train.float()).cpu().numpy(), pool(src.val.float()).cpu().numpy()
 
 
-def _photo_sources(full, src_rows, tgt_rows, plan, emit, should_stop, total: int) -> dict:
+def _photo_sources(full, src_rows, tgt_rows, plan, device, emit, should_stop, total: int) -> dict:
     """photo_sources' networks, each trained once per run on the pool's source half: name -> (features of the
     target half, features of the validation split)."""
-    device = full.train_x.device if full.train_x.is_cuda else torch.device("cpu")
     images, photos = photo_sources.on_photos(full.train_x[src_rows], plan.seed)
     out = {}
     for name in photo_sources.NAMES:
@@ -198,7 +197,8 @@ def run(plan, emit, should_stop, artifact_dir):
         emit(Phase("imagenet features", 0, total))
         im_tr, im_va = _imagenet_pool(prepared, emit, should_stop)
         read = {"imagenet": (im_tr[tgt_rows.numpy()], im_va),
-                **_photo_sources(full, src_rows, tgt_rows, plan, emit, should_stop, total)}
+                **_photo_sources(full, src_rows, tgt_rows, plan, prepared.policy.device, emit, should_stop,
+                                  total)}
         vy = full.val_y.numpy()
         accs: dict[str, list[float]] = {a: [] for a in ARMS}
         for seed in seeds:

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data.shifted import DIGITS_M_SIZE, TRAIN_PHOTOS, blend
-from ..train.scope import check_stop
-from .dann_arms import SmallCNN, _input
+from ..train.phases import Clock, run_steps
+from .dann_arms import SmallCNN, refuse_non_finite, small_cnn_input
 
 NAMES = ("related", "misleading", "random_init")
 SPLIT_SEED = 20260    # which half is the sources': fixed, so every run and seed sees the same split
@@ -58,23 +58,29 @@ def on_photos(x: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def train(x: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int, device, should_stop,
           on_epoch=lambda epoch, epochs: None) -> SmallCNN:
     """The small CNN trained on (x, y), uint8 images: SGD with momentum, full batches in a fresh shuffle
-    each epoch (the last partial one dropped, so BatchNorm never sees a stub)."""
+    each epoch (the last partial one dropped, so BatchNorm never sees a stub), each epoch the engine's
+    run_steps (stop requests, a non-finite loss refused). It reports no Step events: the lab's progress
+    line is its Phase events."""
     torch.manual_seed(seed)
     net = SmallCNN(SIZE, num_classes).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
     g = torch.Generator().manual_seed(seed)
     y = y.to(device)
+    steps = len(x) // BATCH
     net.train()
     for epoch in range(EPOCHS):
         on_epoch(epoch, EPOCHS)
         perm = torch.randperm(len(x), generator=g)
-        for at in range(0, len(x) - BATCH + 1, BATCH):
-            check_stop(should_stop)
-            i = perm[at:at + BATCH]
-            loss = F.cross_entropy(net.label(net.features(_input(x[i], SIZE, device))), y[i.to(device)])
+
+        def one(i: int, perm=perm) -> torch.Tensor:
+            idx = perm[i * BATCH:(i + 1) * BATCH]
+            loss = F.cross_entropy(net.label(net.features(small_cnn_input(x[idx], SIZE, device))), y[idx.to(device)])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            return loss
+        run_steps(steps, one, epoch=epoch, clock=Clock(0.0, epoch * steps, EPOCHS * steps), batch=BATCH,
+                  emit=lambda e: None, should_stop=should_stop, on_loss=refuse_non_finite)
     return net.eval()
 
 
@@ -100,5 +106,5 @@ def features(net: SmallCNN, x: torch.Tensor, device, batch: int = 512) -> np.nda
     """The label classifier's hidden layer (100 numbers after its second ReLU) for uint8 images."""
     net.eval()
     hidden = net.label[:-1]
-    return torch.cat([hidden(net.features(_input(x[i:i + batch], SIZE, device))).float().cpu()
+    return torch.cat([hidden(net.features(small_cnn_input(x[i:i + batch], SIZE, device))).float().cpu()
                       for i in range(0, len(x), batch)]).numpy()

@@ -29,6 +29,14 @@ def cut_schedule(plan: Plan, n_groups: int) -> tuple[int, ...]:
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
+def set_batchnorm_training(module: nn.Module, training: bool) -> None:
+    """Every BatchNorm layer inside `module` in training mode (its running statistics follow the batches
+    it sees) or in inference mode (they stay as they are); nothing else changes mode."""
+    for m in module.modules():
+        if isinstance(m, _BN):
+            m.train(training)
+
+
 def apply_cut(net: Network, cut: int, bn_policy: str) -> None:
     """Freeze groups below `cut`, make the rest trainable, and put every module in the right mode.
 
