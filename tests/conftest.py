@@ -27,6 +27,18 @@ def _keep_main_module():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_services():
+    """Each test is a new "server": the pages' run store and job runner are cached per process
+    (st.cache_resource), and one opened under an earlier test's TLCORE_HOME would serve this test."""
+    import sys
+    if "streamlit" in sys.modules:
+        sys.modules["streamlit"].cache_resource.clear()
+    yield
+    if "streamlit" in sys.modules:
+        sys.modules["streamlit"].cache_resource.clear()
+
+
+@pytest.fixture(autouse=True)
 def _isolated_tlcore_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path_factory.mktemp("tlcore")
     monkeypatch.setenv("TLCORE_HOME", str(root / "home"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from tlcore.runs import RunStore
@@ -14,12 +13,6 @@ from tlcore.train.plan import Plan
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["home", "data", "model", "train", "results", "compare", "metrics_lab", "strategy_guide"]
 
-
-@pytest.fixture(autouse=True)
-def _fresh_services():
-    st.cache_resource.clear()  # the store and runner are per server; each test is a new "server"
-    yield
-    st.cache_resource.clear()
 
 
 def page(name: str, owner: str | None = None, **query: str) -> AppTest:

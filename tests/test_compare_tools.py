@@ -6,19 +6,12 @@ import io
 
 import pandas as pd
 import pytest
-import streamlit as st
 
 from tlcore import plots, runlist
 from tlcore.runs import RunStore
 from tlcore.train.loop import train
 from tlcore.train.plan import Plan
 
-
-@pytest.fixture(autouse=True)
-def _fresh_services():
-    st.cache_resource.clear()
-    yield
-    st.cache_resource.clear()
 
 
 def test_smoothing_is_tensorboards_debiased_moving_average():

@@ -112,8 +112,6 @@ def test_a_small_run_reports_every_arm_and_epoch_and_the_page_draws_it(tmp_path,
     assert set(curves) == set(fg.ARMS) and all(len(v) == 1 for v in curves.values())
     assert len(fg.findings(fg.finals(run))) == 3
     root = Path(__file__).resolve().parents[1]
-    import streamlit as st
-    st.cache_resource.clear()     # the services' store is cached per process: this test's store, not an earlier test's
     at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
     at.run()
     at.switch_page(str(root / "views" / "forgetting.py")).run()

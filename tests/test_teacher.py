@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from fakes import fake_train, until_stopped
@@ -16,12 +15,6 @@ from tlcore.jobs import JobRunner
 from tlcore.runs import RunStore
 from tlcore.train.plan import Plan
 
-
-@pytest.fixture(autouse=True)
-def _fresh_services():
-    st.cache_resource.clear()
-    yield
-    st.cache_resource.clear()
 
 
 def test_only_the_hosts_key_makes_a_teacher(monkeypatch):

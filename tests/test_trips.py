@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from tlcore import __main__ as cli
@@ -17,12 +16,6 @@ from tlcore.train.plan import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture(autouse=True)
-def _fresh_services():
-    st.cache_resource.clear()   # the store and runner are per server; each test is a new "server"
-    yield
-    st.cache_resource.clear()
 
 
 IDENTITY = "0f3c9a1e-identity-token-of-a-browser-7d2b"
