@@ -21,6 +21,7 @@ from tlcore.train.features import FeatureCache
 from tlcore.train.loop import train
 from tlcore.train.phases import Prepared, build, cache_identity, evaluate, prepare, source_at
 from tlcore.train.plan import Plan
+from tlcore.train.strategies import apply_cut
 
 TINY = Plan(dataset="digits", model="efficientnet_lite0", image_size=32, epochs=2, batch_size=64, lr=3e-3, seed=0)
 
@@ -290,3 +291,25 @@ def test_a_runs_network_loads_back_and_predicts_what_the_run_saved(strategy, tmp
     svm = store.create(plan.replace(strategy="pixel_svm"), owner="me")
     with pytest.raises(NoNetwork, match="raw pixels"):
         load_network(store, svm)
+
+
+def test_a_class_of_subsamples_computes_the_whole_datasets_features_once_and_each_reads_its_own_rows(tmp_path):
+    """Students of one class differ by seed and images per class: the first computes the frozen features
+    of the whole dataset, every other one reads its rows of them, and trains on exactly the features it
+    would have computed for its own images."""
+    cache = FeatureCache(tmp_path / "features")
+    plan = Plan(dataset="digits", strategy="feature_extractor", image_size=32, epochs=1, per_class=20, seed=1)
+    first = prepare(plan, lambda e: None, lambda: False)
+    net = build(first)
+    n = len(net.group_names)
+    apply_cut(net, n, plan.bn)   # as training does: every group frozen, in inference mode
+    events: list = []
+    shared = source_at(net, n, first, cache, events.append, share_whole=True)
+    assert not shared.cache_hit and shared.train.shape[0] == len(first.data.train_y)
+    other = prepare(plan.replace(seed=2, per_class=30), lambda e: None, lambda: False)
+    again = source_at(net, n, other, cache, events.append, share_whole=True)
+    assert again.cache_hit and again.feature_seconds == 0.0   # the whole's features, computed by the first
+    alone = source_at(net, n, other, FeatureCache(tmp_path / "alone"), lambda e: None)   # the old road
+    assert again.train.shape == alone.train.shape
+    torch.testing.assert_close(again.train, alone.train, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(again.val, alone.val, rtol=1e-4, atol=1e-5)

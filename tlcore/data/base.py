@@ -31,6 +31,11 @@ class ImageSplits:
     # a registry set's name and options) plus the training subsample. Caches key on it (decoded data,
     # frozen features), so two runs share a cache exactly when they train and score on the same images.
     fingerprint: str = ""
+    # A subsampled training split's whole dataset and the rows of its training split it keeps (None for a
+    # whole dataset): frozen features are then computed once for the whole and every subsample (each
+    # student's seed, each per-class count) takes its rows from them (tlcore.train.phases.source_at).
+    whole: "ImageSplits | None" = field(default=None, repr=False, compare=False)
+    rows: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:

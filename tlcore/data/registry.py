@@ -258,7 +258,8 @@ def load_dataset(name: str, *, image_size: int = 224, per_class: int | None = No
     if len(keep) == len(full.train_y):
         return full
     return dataclasses.replace(full, train_x=full.train_x[keep], train_y=full.train_y[keep],
-                               fingerprint=subsample_fingerprint(full.fingerprint, per_class, imbalance, seed))
+                               fingerprint=subsample_fingerprint(full.fingerprint, per_class, imbalance, seed),
+                               whole=full, rows=keep)
 
 
 def load_plan_data(plan, progress=None, *, root: Path | str | None = None) -> ImageSplits:

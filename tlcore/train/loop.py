@@ -71,7 +71,7 @@ def _fit(net: Network, p: Prepared, scope: RunScope, cache: FeatureCache, emit: 
         fresh = src is None or src.cut != cut
         if fresh:
             src = None   # the old cut's tensors can go before the new ones are made
-            src = source_at(net, cut, p, cache, emit, should_stop)
+            src = source_at(net, cut, p, cache, emit, should_stop, share_whole=True)
         stats = train_epoch(net, src, optim, p, epoch, Clock(scope.t0, epoch * spe, spe * plan.epochs), gen, emit,
                             should_stop)
         ev = evaluate(net, src, p, should_stop)
@@ -103,7 +103,7 @@ def _sklearn_head(net: Network, p: Prepared, scope: RunScope, cache: FeatureCach
     n = len(net.group_names)
     emit(started(p, net, (n,), 0, sum(q.numel() for q in net.groups.parameters())))
     apply_cut(net, n, p.plan.bn)
-    src = source_at(net, n, p, cache, emit, should_stop)
+    src = source_at(net, n, p, cache, emit, should_stop, share_whole=True)
     train_f, val_f = src.train, src.val
     if not src.cached:   # no room in the feature cache: compute the features without keeping them
         from .phases import compute_features

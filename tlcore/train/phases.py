@@ -16,6 +16,7 @@ any two batches of any phase; `scope.RunScope` turns that (and every failure) in
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -124,6 +125,13 @@ def _nullcontext():
 
 
 # --- what the trainable part eats ------------------------------------------------------------------
+# Training images (both splits) up to which a subsample's frozen features come from its whole dataset's,
+# computed once: digits' 1,797 at 32 px cost the first student a fraction of a second more, and every
+# other student of the class (another seed, another per-class count) then reads them. Above it, a
+# subsample computes only its own rows (a whole Fashion-MNIST for 40 images per class would not pay).
+SHARE_WHOLE_MAX = 20_000
+
+
 @dataclass(frozen=True)
 class Source:
     """Inputs of groups[cut:]: the frozen prefix's outputs (cached), or raw uint8 images."""
@@ -147,9 +155,28 @@ def cache_identity(prepared: Prepared) -> dict:
                             size=prepared.size, policy=prepared.policy)
 
 
+def _whole_split(prepared: Prepared) -> Prepared | None:
+    """The subsample's whole dataset, prepared alike, when computing its features for every subsample
+    at once is cheap enough to pay for the first one (a class's students differ by seed and count)."""
+    d = prepared.data
+    w, rows = d.whole, d.rows
+    if w is None or rows is None or len(w.train_y) + len(w.val_y) > SHARE_WHOLE_MAX:
+        return None
+    if len(rows) != len(d.train_y) or not torch.equal(w.train_y[rows], d.train_y):
+        return None   # data rebuilt from another split since: its rows say nothing about it
+    return dataclasses.replace(prepared, data=w)
+
+
 def source_at(net: Network, cut: int, prepared: Prepared, cache: FeatureCache, emit: Emit,
-              should_stop: ShouldStop = _never, identity: dict | None = None) -> Source:
-    """Cached prefix outputs when the frozen part is fixed and they fit; raw images otherwise."""
+              should_stop: ShouldStop = _never, identity: dict | None = None, share_whole: bool = False) -> Source:
+    """Cached prefix outputs when the frozen part is fixed and they fit; raw images otherwise.
+    `share_whole`: a training subsample reads its rows of its whole dataset's features (computed once)."""
+    whole = _whole_split(prepared) if share_whole and identity is None else None
+    if whole is not None and frozen_prefix_is_fixed(prepared.plan, cut):
+        src = source_at(net, cut, whole, cache, emit, should_stop)
+        if src.cached:
+            rows = prepared.data.rows.to(src.train.device)
+            return dataclasses.replace(src, train=src.train[rows])
     plan, d, policy = prepared.plan, prepared.data, prepared.policy
     n_groups = len(net.group_names)
     if frozen_prefix_is_fixed(plan, cut) and cache.fits(len(d.train_y) + len(d.val_y),
