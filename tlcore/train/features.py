@@ -343,11 +343,20 @@ def compute_prefix(net: Network, images: torch.Tensor, cut: int, prep: Preproces
     return torch.cat(out)
 
 
+_NUMEL: dict[tuple, int] = {}
+
+
 def prefix_numel(net: Network, cut: int, prep: Preprocess) -> int:
-    """Values per image at the cut, found with one tiny forward pass."""
-    with torch.no_grad():
-        probe = torch.zeros(1, 3, prep.size, prep.size, dtype=torch.uint8)
-        return int(net.features(prep(probe), 0, cut).numel())
+    """Values per image at the cut, found with one tiny forward pass, once per architecture, cut and
+    size in a process: a first batch of one image is slow on a CPU (its kernels are set up for that
+    shape), and a class host's worker asks it before every run."""
+    shape = (type(net).__name__, net.group_names, net.feature_dim, cut, prep.size,
+             sum(p.numel() for g in list(net.groups.values())[:cut] for p in g.parameters()))
+    if shape not in _NUMEL:
+        with torch.no_grad():
+            probe = torch.zeros(1, 3, prep.size, prep.size, dtype=torch.uint8)
+            _NUMEL[shape] = int(net.features(prep(probe), 0, cut).numel())
+    return _NUMEL[shape]
 
 
 # One cache per process, keyed by content: a second run in the same server reuses memory, a new
