@@ -769,6 +769,19 @@ def test_a_reload_of_the_train_page_follows_your_training_run_not_a_sweep_or_a_l
     assert at.session_state["run_id"] == train_id
 
 
+def test_a_queued_run_shows_its_place_and_no_charts_until_it_starts():
+    """In a class most pages wait in the queue: they say so and draw nothing else (issue 29)."""
+    from tlcore.train.plan import Plan
+    from ui import services
+
+    store, owner = services.store(), "me-test-owner-queued-000000000"
+    store.create(Plan(dataset="digits", image_size=32), owner=owner)   # queued, never started
+    at = page("train", owner=owner)
+    assert any("Waiting" in m.value for m in at.info), [m.value for m in at.info]
+    run_charts = [c.key for c in at.get("plotly_chart") if str(c.key).startswith(("loss-", "cm-", "acc-"))]
+    assert run_charts == []
+
+
 def test_train_page_one_cycle_shows_its_parameters_and_the_planned_momentum():
     at = page("train", schedule="one_cycle", image_size="32")
     labels = {s.label for s in at.slider} | {n.label for n in at.number_input} | {s.label for s in at.select_slider}

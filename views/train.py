@@ -112,9 +112,10 @@ if b1.button("Start training", type="primary", disabled=err is not None):
 st.caption(f"Runs queue for the device; each browser may have up to {runner.max_queued_per_owner} waiting at once.")
 run_id = st.session_state.get("run_id")
 try:
-    active = bool(run_id) and store.status(run_id) in ("queued", "running")
+    status = store.status(run_id) if run_id else None
 except RunNotFound:
-    active = False
+    status = None
+active = status in ("queued", "running")
 yours = True   # nothing to stop is nobody else's; a bare expression here would be written out as "None"
 if active:
     try:
@@ -176,8 +177,21 @@ def charts(run) -> None:
             st.plotly_chart(figs["accuracy"], key=f"acc-{run.id}")
 
 
-@st.fragment(run_every=1.0 if active else None)
+# A queued run has nothing to draw but its place in the queue: its page looks every 2 s and draws no
+# charts, and reruns once when the run starts. In a class most pages wait in the queue, and their charts
+# redrawn every second were most of the server's work while the runs waited for the CPU (issue 29).
+@st.fragment(run_every={"queued": 2.0, "running": 1.0}.get(status))
 def live(run_id: str) -> None:
+    if status == "queued":
+        try:
+            waiting = store.load(run_id, with_steps=False)
+        except RunNotFound:
+            waiting = None
+        if waiting is None or waiting.status != "queued":
+            st.rerun()   # it started, ended or went: the page follows it from here
+        st.subheader(f"Run {widgets.run_title(waiting)}")
+        widgets.progress(waiting)
+        return
     run = watched(run_id)
     if run is None:
         return
