@@ -105,3 +105,27 @@ def test_a_cli_run_killed_with_kill_9_is_ended_by_the_sweep_not_left_running(tmp
     _until(lambda: store.sweep(grace_s=2) == [run.id], timeout=60)
     ended = store.load(run.id)
     assert ended.status == "failed" and ended.message.startswith("interrupted")
+
+
+def test_a_run_that_starts_while_others_wait_leaves_one_core_to_the_server(tmp_path, monkeypatch):
+    """A crowded queue on a CPU host (a class's pages to draw): the run trains on every core but one; the
+    last run, alone, on every core. A host's own TLCORE_CPU_THREADS wins over both."""
+    from tlcore.jobs.runner import crowded_threads
+    assert crowded_threads("cpu", 3, cores=2) == 1 and crowded_threads("cpu", 3, cores=16) == 15
+    assert crowded_threads("cpu", 0, cores=2) is None and crowded_threads("cuda", 5, cores=2) is None
+    assert crowded_threads("cpu", 5, cores=1) is None
+    monkeypatch.setenv("TLCORE_CPU_THREADS", "2")
+    assert crowded_threads("cpu", 3, cores=2) is None
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: nothing to leave to the server")
+    monkeypatch.delenv("TLCORE_CPU_THREADS")   # the worker processes are spawned from this environment
+    runner = JobRunner(RunStore(tmp_path), max_concurrent=1, backend="process", train_fn=run_plan)
+    try:
+        plan = Plan(image_size=32, epochs=1, per_class=10)
+        first, last = runner.submit(plan, owner="a"), runner.submit(plan.replace(seed=1), owner="b")
+        assert runner.wait(first, 300) == "finished" and runner.wait(last, 300) == "finished"
+        threads = {r: runner.store.load(r).started.device for r in (first, last)}
+        assert f"{os.cpu_count() - 1} thread" in threads[first], threads
+        assert f"{os.cpu_count()} thread" in threads[last], threads
+    finally:
+        runner.shutdown()

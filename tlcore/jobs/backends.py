@@ -44,7 +44,9 @@ class Backend(Protocol):
 
     def devices(self) -> tuple[str, ...]: ...   # the device types its workers have
 
-    def run(self, run_id: str, plan: Plan, train_fn: Callable, forced: Callable[[], bool]) -> None: ...
+    # `threads`: CPU threads for this run, or None for the worker's own setting (tlcore.jobs.runner.crowded_threads)
+    def run(self, run_id: str, plan: Plan, train_fn: Callable, forced: Callable[[], bool],
+            threads: int | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -59,7 +61,8 @@ class ThreadBackend:
     def devices(self) -> tuple[str, ...]:
         return local_devices()
 
-    def run(self, run_id, plan, train_fn, forced) -> None:
+    def run(self, run_id, plan, train_fn, forced, threads=None) -> None:
+        # `threads` is not applied: this process's torch threads are the server's own too.
         try:
             execute_run(self.store, run_id, plan, train_fn)
         finally:
@@ -126,9 +129,9 @@ class ProcessBackend:
                 w = self._workers[key] = _Worker(self._ctx, self.store, f"tlcore-worker-{len(self._workers)}")
             return w
 
-    def run(self, run_id, plan, train_fn, forced) -> None:
+    def run(self, run_id, plan, train_fn, forced, threads=None) -> None:
         w = self._worker()
-        w.conn.send((run_id, plan.to_json(), train_fn))
+        w.conn.send((run_id, plan.to_json(), train_fn, threads))
         vouched = time.monotonic()
         while True:
             # A worker renews its run's heartbeat once it has imported torch and picked the run up; on a

@@ -97,7 +97,8 @@ class RayBackend:
         gpus = self.gpu_share if device_of(plan) == "cuda" else 0
         return {"num_cpus": 1, "num_gpus": gpus}
 
-    def run(self, run_id, plan, train_fn, forced) -> None:
+    def run(self, run_id, plan, train_fn, forced, threads=None) -> None:
+        # `threads` is not applied: a Ray task's CPUs are what it declares to the cluster.
         import ray
         ref = self._remote.options(**self._resources(plan)).remote(self.store.spec, run_id, plan.to_json(), train_fn)
         cancelled = False

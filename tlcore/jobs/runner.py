@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -18,6 +19,19 @@ from ..limits import Limits
 log = logging.getLogger(__name__)
 FORCE_STOP_AFTER_S = 30.0      # a running run that ignores its stop flag this long is cancelled by force
 SWEEP_EVERY_S = 10.0
+
+
+def crowded_threads(device: str, waiting: int, cores: int | None = None) -> int | None:
+    """CPU threads for a run that starts while `waiting` others wait for the same device: on a CPU host
+    a crowded queue means many students' pages, which the server draws on the same cores. A run then
+    leaves one core to the server: a thread of a run's parallel step that the server pushes off its
+    core stalls the whole step (on 2 cores with 20 pages polling, each tiny run took 8 s on two threads
+    and 3.5 s on one, benchmarks/loadtest.py). Alone it takes every core. None: the host's own
+    setting, which wins when the host set TLCORE_CPU_THREADS."""
+    cores = cores or os.cpu_count() or 1
+    if device != "cpu" or waiting <= 0 or cores < 2 or os.environ.get("TLCORE_CPU_THREADS", "").strip():
+        return None
+    return cores - 1
 
 
 class QueueFull(TLCoreError):
@@ -191,7 +205,10 @@ class JobRunner:
             return asked is not None and time.monotonic() - asked > FORCE_STOP_AFTER_S
 
         try:
-            self.backend.run(run_id, plan, self.train_fn, forced)
+            device = device_of(plan)
+            with self._lock:
+                waiting = len(self._queues.get(device, ()))
+            self.backend.run(run_id, plan, self.train_fn, forced, threads=crowded_threads(device, waiting))
         except BaseException as e:  # nothing above a slot handles it: fail the run, keep the slot
             log.exception("run %s: the %s backend failed", run_id, self.backend.name)
             try:

@@ -6,6 +6,7 @@ another machine needs nothing but the store's URL.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -145,6 +146,24 @@ def release_memory() -> None:
         pass
 
 
+@contextlib.contextmanager
+def cpu_threads(threads: int | None):
+    """TLCORE_CPU_THREADS for one run in this worker process (None: leave the setting as it is); the
+    run's device pick reads it and sets torch's threads."""
+    if threads is None:
+        yield
+        return
+    before = os.environ.get("TLCORE_CPU_THREADS")
+    os.environ["TLCORE_CPU_THREADS"] = str(threads)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TLCORE_CPU_THREADS", None)
+        else:
+            os.environ["TLCORE_CPU_THREADS"] = before
+
+
 def worker_main(conn, store_spec: tuple[str, str]) -> None:
     """A worker process: take (run_id, plan_json, train_fn) jobs from the pipe until told to stop.
 
@@ -160,9 +179,10 @@ def worker_main(conn, store_spec: tuple[str, str]) -> None:
             return
         if job is None:
             return
-        run_id, plan_json, train_fn = job
+        run_id, plan_json, train_fn, threads = job
         try:
-            execute_run(store, run_id, Plan.from_json(plan_json), train_fn)
+            with cpu_threads(threads):
+                execute_run(store, run_id, Plan.from_json(plan_json), train_fn)
         finally:
             release_memory()
         try:
