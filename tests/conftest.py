@@ -13,6 +13,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("TLCORE_CPU_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# A job runner in a test starts no spare worker process ahead of its first run (the server's default):
+# the suite builds a fresh runner for most page tests, and each spare would import torch for nothing.
+# tests/test_workers.py turns it on where it is what is tested.
+os.environ.setdefault("TLCORE_WORKER_PREWARM", "0")
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

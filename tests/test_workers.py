@@ -107,25 +107,74 @@ def test_a_cli_run_killed_with_kill_9_is_ended_by_the_sweep_not_left_running(tmp
     assert ended.status == "failed" and ended.message.startswith("interrupted")
 
 
+class _Recording:
+    """A backend that records the threads each run was given; the first run waits for `release`."""
+    name = "recording"
+
+    def __init__(self, store):
+        import threading
+        self.store, self.release, self.threads = store, threading.Event(), {}
+
+    def devices(self):
+        return ("cpu",)
+
+    def run(self, run_id, plan, train_fn, forced, threads=None):
+        from tlcore.train.events import RunEnded
+        self.threads[run_id] = threads
+        if len(self.threads) == 1:
+            self.release.wait(30)
+        self.store.append(run_id, RunEnded("finished", ""))
+
+    def close(self):
+        pass
+
+
 def test_a_run_that_starts_while_others_wait_leaves_one_core_to_the_server(tmp_path, monkeypatch):
     """A crowded queue on a CPU host (a class's pages to draw): the run trains on every core but one; the
-    last run, alone, on every core. A host's own TLCORE_CPU_THREADS wins over both."""
+    last run, alone, on the host's setting (every core). A host's own TLCORE_CPU_THREADS wins over both."""
     from tlcore.jobs.runner import crowded_threads
+    monkeypatch.delenv("TLCORE_CPU_THREADS", raising=False)
     assert crowded_threads("cpu", 3, cores=2) == 1 and crowded_threads("cpu", 3, cores=16) == 15
     assert crowded_threads("cpu", 0, cores=2) is None and crowded_threads("cuda", 5, cores=2) is None
     assert crowded_threads("cpu", 5, cores=1) is None
-    monkeypatch.setenv("TLCORE_CPU_THREADS", "2")
-    assert crowded_threads("cpu", 3, cores=2) is None
-    if (os.cpu_count() or 1) < 2:
-        pytest.skip("one core: nothing to leave to the server")
-    monkeypatch.delenv("TLCORE_CPU_THREADS")   # the worker processes are spawned from this environment
+    store = RunStore(tmp_path)
+    backend = _Recording(store)
+    runner = JobRunner(store, max_concurrent=1, backend=backend, train_fn=run_plan)
+    try:
+        plan = Plan(image_size=32, epochs=1, per_class=10, device="cpu")
+        ids = [runner.submit(plan.replace(seed=i), owner=f"s{i}") for i in range(3)]   # the first one holds the slot
+        backend.release.set()
+        assert [runner.wait(r, 60) for r in ids] == ["finished"] * 3
+        cores = os.cpu_count() or 1
+        assert [backend.threads[r] for r in ids[1:]] == [cores - 1 if cores > 1 else None, None]
+        monkeypatch.setenv("TLCORE_CPU_THREADS", "2")
+        assert crowded_threads("cpu", 3, cores=2) is None
+    finally:
+        runner.shutdown()
+
+
+def test_a_worker_process_trains_a_run_on_the_threads_the_queue_gave_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("TLCORE_CPU_THREADS", raising=False)   # the worker is spawned from this environment
+    from tlcore.jobs.backends import ProcessBackend
+    store, backend = RunStore(tmp_path), ProcessBackend(RunStore(tmp_path))
+    try:
+        run_id = store.create(Plan(image_size=32, epochs=1, per_class=10), owner="me")
+        backend.run(run_id, Plan(image_size=32, epochs=1, per_class=10), run_plan, lambda: False, threads=1)
+        assert store.load(run_id).status == "finished"
+        assert "(1 threads" in store.load(run_id).started.device
+    finally:
+        backend.close()
+
+
+def test_a_server_starts_a_warm_worker_before_the_first_run_and_that_run_uses_it(tmp_path, monkeypatch):
+    """The engine's imports are paid while the class opens its pages, not by the first student's run."""
+    monkeypatch.setenv("TLCORE_WORKER_PREWARM", "1")
     runner = JobRunner(RunStore(tmp_path), max_concurrent=1, backend="process", train_fn=run_plan)
     try:
-        plan = Plan(image_size=32, epochs=1, per_class=10)
-        first, last = runner.submit(plan, owner="a"), runner.submit(plan.replace(seed=1), owner="b")
-        assert runner.wait(first, 300) == "finished" and runner.wait(last, 300) == "finished"
-        threads = {r: runner.store.load(r).started.device for r in (first, last)}
-        assert f"{os.cpu_count() - 1} thread" in threads[first], threads
-        assert f"{os.cpu_count()} thread" in threads[last], threads
+        spare = runner.backend._spare
+        assert spare is not None and spare.alive()       # started with the runner, before any submit
+        run_id = runner.submit(Plan(image_size=32, epochs=1, per_class=10), owner="me")
+        assert runner.wait(run_id, 300) == "finished"
+        assert runner.store._row(run_id)["worker"].endswith(f":{spare.proc.pid}")
     finally:
         runner.shutdown()

@@ -7,6 +7,7 @@ call it once at start. An empty value counts as unset.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -108,6 +109,8 @@ _TABLE = (
     Setting("TLCORE_CPU_BF16", "bool", "bf16 autocast on CPUs that do bf16 natively (AVX512-BF16 / AMX)", True),
     Setting("TLCORE_CPU_INT8", "bool", "int8 frozen features on CPUs without bf16, where calibration finds them "
             "close to fp32 (0: fp32 only)", True),
+    Setting("TLCORE_WORKER_PREWARM", "bool", "start one worker process, and import the engine in it, when the "
+            "server starts (0: at the first run)", True),
     Setting("TLCORE_MAX_QUEUED_PER_OWNER", "int", "runs one person may have waiting in the queue at once", 3,
             low=1, high=1000),
     Setting("TLCORE_STORE_URL", "text", "the run store's database: SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db",
@@ -163,6 +166,29 @@ def read(name: str) -> Any:
     if raw.strip():
         return _parse(s, raw)
     return s.default() if callable(s.default) else s.default
+
+
+def is_set(name: str) -> bool:
+    """Whether the host set it (to anything not empty), rather than leaving it to its default."""
+    SETTINGS[name]   # a KeyError for a name not in the table
+    return bool(os.environ.get(name, "").strip())
+
+
+@contextlib.contextmanager
+def overridden(name: str, value: Any):
+    """The setting at `value` (checked) inside the block, as it was after: for one run in a worker
+    process, whose own reads then see it (e.g. TLCORE_CPU_THREADS through the device pick)."""
+    raw = str(value)
+    _parse(SETTINGS[name], raw)
+    before = os.environ.get(name)
+    os.environ[name] = raw
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def check_all() -> None:

@@ -75,9 +75,9 @@ class ThreadBackend:
 class _Worker:
     """One worker process and the pipe to it."""
 
-    def __init__(self, ctx, store: RunStore, name: str) -> None:
+    def __init__(self, ctx, store: RunStore, name: str, warm: Callable | None = None) -> None:
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=worker_main, args=(child, store.spec), name=name, daemon=True)
+        self.proc = ctx.Process(target=worker_main, args=(child, store.spec, warm), name=name, daemon=True)
         self.proc.start()
         child.close()
 
@@ -112,11 +112,14 @@ class ProcessBackend:
     locks); each JobRunner slot owns one worker and replaces it when it dies."""
     name = "process"
 
-    def __init__(self, store: RunStore) -> None:
+    def __init__(self, store: RunStore, warm: Callable | None = None) -> None:
         self.store = store
         self._ctx = mp.get_context("spawn")
         self._workers: dict[int, _Worker] = {}    # slot thread id -> its worker
         self._lock = threading.Lock()
+        # `warm` (the runner's train_fn): one worker starts now and imports the engine while the class opens
+        # its pages, so the first run does not wait for it (5-10 s on a busy 2-core host). Its slot takes it.
+        self._spare = _Worker(self._ctx, store, "tlcore-worker-spare", warm) if warm is not None else None
 
     def devices(self) -> tuple[str, ...]:
         return local_devices()   # the workers are spawned from this process, on this machine
@@ -126,7 +129,9 @@ class ProcessBackend:
         with self._lock:
             w = self._workers.get(key)
             if w is None or not w.alive():
-                w = self._workers[key] = _Worker(self._ctx, self.store, f"tlcore-worker-{len(self._workers)}")
+                spare, self._spare = self._spare, None
+                w = self._workers[key] = spare if spare is not None and spare.alive() else \
+                    _Worker(self._ctx, self.store, f"tlcore-worker-{len(self._workers)}")
             return w
 
     def run(self, run_id, plan, train_fn, forced, threads=None) -> None:
@@ -161,5 +166,8 @@ class ProcessBackend:
     def close(self) -> None:
         with self._lock:
             workers, self._workers = list(self._workers.values()), {}
+            if self._spare is not None:
+                workers.append(self._spare)
+                self._spare = None
         for w in workers:
             w.close()

@@ -29,7 +29,7 @@ def crowded_threads(device: str, waiting: int, cores: int | None = None) -> int 
     and 3.5 s on one, benchmarks/loadtest.py). Alone it takes every core. None: the host's own
     setting, which wins when the host set TLCORE_CPU_THREADS."""
     cores = cores or os.cpu_count() or 1
-    if device != "cpu" or waiting <= 0 or cores < 2 or os.environ.get("TLCORE_CPU_THREADS", "").strip():
+    if device != "cpu" or waiting <= 0 or cores < 2 or settings.is_set("TLCORE_CPU_THREADS"):
         return None
     return cores - 1
 
@@ -38,13 +38,13 @@ class QueueFull(TLCoreError):
     """One person already has as many runs waiting as this server allows."""
 
 
-def _make_backend(name: str, store: RunStore) -> Backend:
+def _make_backend(name: str, store: RunStore, train_fn: Callable) -> Backend:
     if name == "thread":
         return ThreadBackend(store)
     if name == "ray":
         from .ray_backend import RayBackend
         return RayBackend(store)
-    return ProcessBackend(store)
+    return ProcessBackend(store, warm=train_fn if settings.read("TLCORE_WORKER_PREWARM") else None)
 
 
 def default_backend() -> str:
@@ -59,7 +59,8 @@ class JobRunner:
         self.limits = limits if limits is not None else Limits.from_env()   # checks every setting first
         self.max_concurrent = max_concurrent or settings.read("TLCORE_MAX_CONCURRENT")   # per device
         self.max_queued_per_owner = max_queued_per_owner or settings.read("TLCORE_MAX_QUEUED_PER_OWNER")
-        self.backend = _make_backend(backend or default_backend(), store) if not hasattr(backend, "run") else backend
+        self.backend = _make_backend(backend or default_backend(), store, train_fn) if not hasattr(backend, "run") \
+            else backend
         # How a plan runs, handed in by the entry point: tlcore.labs.run_plan knows every kind. It travels to
         # worker processes and Ray tasks by reference, so importing it there registers the kinds too.
         self.train_fn = train_fn

@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Callable
 
+from .. import settings
 from ..disk import disk_full_message, is_disk_full
 from ..runs import HEARTBEAT_S, RunStore
 from ..train.events import RunEnded
@@ -146,29 +147,13 @@ def release_memory() -> None:
         pass
 
 
-@contextlib.contextmanager
-def cpu_threads(threads: int | None):
-    """TLCORE_CPU_THREADS for one run in this worker process (None: leave the setting as it is); the
-    run's device pick reads it and sets torch's threads."""
-    if threads is None:
-        yield
-        return
-    before = os.environ.get("TLCORE_CPU_THREADS")
-    os.environ["TLCORE_CPU_THREADS"] = str(threads)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("TLCORE_CPU_THREADS", None)
-        else:
-            os.environ["TLCORE_CPU_THREADS"] = before
-
-
-def worker_main(conn, store_spec: tuple[str, str]) -> None:
+def worker_main(conn, store_spec: tuple[str, str], warm: Callable | None = None) -> None:
     """A worker process: take (run_id, plan_json, train_fn) jobs from the pipe until told to stop.
 
     Runs never share an interpreter with the UI, so a watched run does not wait for the server's
-    interpreter lock, and a crash or an out-of-memory kill takes this process, not the server."""
+    interpreter lock, and a crash or an out-of-memory kill takes this process, not the server.
+    `warm`, the entry point's runner, arrived pickled by name: unpickling it imported the engine
+    (every kind, torch) before the first job, which is all it is for here."""
     root, url = store_spec
     store = RunStore(root, url=url)
     parent = os.getppid()
@@ -181,7 +166,8 @@ def worker_main(conn, store_spec: tuple[str, str]) -> None:
             return
         run_id, plan_json, train_fn, threads = job
         try:
-            with cpu_threads(threads):
+            # The queue's thread count for this run (tlcore.jobs.runner.crowded_threads), else the host's.
+            with settings.overridden("TLCORE_CPU_THREADS", threads) if threads else contextlib.nullcontext():
                 execute_run(store, run_id, Plan.from_json(plan_json), train_fn)
         finally:
             release_memory()
