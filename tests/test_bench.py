@@ -134,7 +134,7 @@ def test_unknown_case_numbers_are_refused():
 
 
 def test_the_cases_run_in_order_and_the_probe_case_needs_no_imagenet_file():
-    assert list(cases.CASES) == sorted(cases.CASES) == [1, 2, 3, 4, 5, 6]
+    assert list(cases.CASES) == sorted(cases.CASES) == [1, 2, 3, 4, 5, 6, 7]
     assert cases.models_used(cases.SIZES["quick"], [6]) == set()   # random weights: its cost is the same
 
 
@@ -142,3 +142,15 @@ def test_the_reference_is_extrapolated_only_when_it_ran_fewer_epochs():
     assert cases._extrapolation_notes(10, 5.0, 0.5, 10) == []
     [note] = cases._extrapolation_notes(2, 3.0, 1.2, 10)
     assert note.startswith("EXTRAPOLATED: the reference ran 2 of 10 epochs (3.0s)") and "at 1.2s each" in note
+
+
+def test_the_labs_group_runs_a_lab_and_its_plain_implementation_and_reports_both_figures(tmp_path, capsys):
+    """Case 7 at the tiny size (zero-shot only): our run and the plain one, each from a cold process,
+    the same lesson figure from both (the same computation), a ratio and the row's target."""
+    out = tmp_path / "labs.json"
+    assert main(["--tiny", "--cases", "7", "--json", str(out)]) == 0
+    [row] = json.loads(out.read_text())
+    assert row["case"] == 7 and row["name"] == "zero_shot" and row["ours"] > 0 and row["reference"] > 0
+    d = row["details"]
+    assert d["figure"].startswith("unseen accuracy") and d["ours_value"] == pytest.approx(d["plain_value"], abs=0.05)
+    assert row["targets"][0]["label"] == "<30 s"

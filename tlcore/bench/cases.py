@@ -22,7 +22,7 @@ from ..train.events import EpochEnded, Phase, RunStarted
 from ..train.features import FeatureCache, FrozenPrefix, compute_prefix, prefix_mode
 from ..train.pipeline import Preprocess
 from ..train.plan import Plan
-from . import reference
+from . import labs, reference
 from .harness import (Context, bench_dataset, dir_bytes, flag_noise, forget_datasets, isolated_dirs, mb,
                       memory_details, run_ours, stand_in_weights)
 from .report import Measure, Result, Target
@@ -64,12 +64,16 @@ class Sizes:
     c4_warmup: int             # untimed batches
     # case 5: the CLI's offline default from a cold start
     c5_timeout_s: float        # seconds; the run is killed (and fails its target) after this
+    # case 7: labs, each page-default run from a cold process against its plain implementation (tlcore.bench.labs)
+    c7_labs: tuple[str, ...] = ()
     # shared by cases 1-3, both sides
     batch: int = 64            # images per step
     lr: float = 1e-3           # AdamW peak rate of the head; each layer group below gets 1/2.6 of the one above
     weight_decay: float = 1e-4
     ref_workers: int = 0       # the reference DataLoader's worker processes
 
+
+LAB_ROWS = tuple(labs.ROWS)
 
 SIZES = {
     # A test-only size: every case in seconds, figures too small to mean anything.
@@ -78,7 +82,7 @@ SIZES = {
                   c2_models=("efficientnet_lite0",), c2_px=32, c2_batch=8, c2_steps=2, c2_warmup=1,
                   c3_model="efficientnet_lite0", c3_train=40, c3_val=20, c3_px=32,
                   c4_models=("efficientnet_lite0",), c4_px=64, c4_batch=8, c4_batches=1, c4_warmup=1,
-                  c5_timeout_s=120, batch=32),
+                  c5_timeout_s=120, batch=32, c7_labs=("zero_shot",)),
     # CPU: the whole suite in under 10 minutes on 2 cores.
     # Case 1 keeps the full size's 224 px and shrinks the image count instead: the count scales both
     # sides alike, the resolution does not (bf16 and channels_last gain more on larger maps).
@@ -89,7 +93,7 @@ SIZES = {
                    c3_model="efficientnet_lite0", c3_train=320, c3_val=80, c3_px=64,
                    c4_models=("resnet18", "resnet50", "efficientnet_b0", "efficientnet_lite0"), c4_px=224,
                    c4_batch=64, c4_batches=1, c4_warmup=1,
-                   c5_timeout_s=200),
+                   c5_timeout_s=200, c7_labs=LAB_ROWS),
     # GPU: the sizes the issue's targets are stated for.
     "full": Sizes("full", c1_models=("efficientnet_lite0", "resnet18"), c1_train=60000, c1_val=10000, c1_px=224,
                   c1_epochs=10, c1_ref_epochs=2, c1_acc=0.8,
@@ -98,7 +102,7 @@ SIZES = {
                   c3_model="efficientnet_lite0", c3_train=5000, c3_val=1000, c3_px=224,
                   c4_models=("resnet18", "resnet50", "efficientnet_b0", "efficientnet_lite0"), c4_px=224,
                   c4_batch=512, c4_batches=20, c4_warmup=5,
-                  c5_timeout_s=300, batch=256, ref_workers=8),
+                  c5_timeout_s=300, batch=256, ref_workers=8, c7_labs=LAB_ROWS),
 }
 
 
@@ -450,6 +454,31 @@ def _probe_fits_seconds(feats: list[torch.Tensor], n: int) -> float:
 # ---------------------------------------------------------------------------------------------
 #                                          The suite
 # ---------------------------------------------------------------------------------------------
+def case_labs(s: Sizes, ctx: Context) -> list[Result]:
+    """Each lab's page-default run from a cold process with fresh caches, as a student's first press
+    costs it, against the plain implementation of the same computation (its row's labs.FP32 or labs.UNSHARED), in this
+    suite; with the lesson's figure each side showed (the same computation: the same lesson)."""
+    out = []
+    for name in s.c7_labs:
+        row = labs.ROWS[name]
+        ctx.log(f"  lab {name}: ours")
+        ours = labs.run_cold(name)
+        ctx.log(f"  lab {name}: plain")
+        plain = labs.run_cold(name, plain=True)
+        if "error" in ours or "error" in plain:
+            out.append(Result(7, name, "-", None, error=str(ours.get("error") or plain.get("error"))))
+            continue
+        # The run's own seconds: a student's run starts in the host's warm worker (imports paid), with
+        # caches as cold as a new dataset leaves them; the process's start is in details (cold_s).
+        details = {"press": row.title, "figure": ours["figure"], "ours_value": ours["value"],
+                   "plain_value": plain["value"], "ours_cold_s": ours["cold_s"], "plain_cold_s": plain["cold_s"],
+                   "plain": "fp32, no shared frozen features" if row.plain == labs.UNSHARED else "fp32"}
+        r = Result(7, name, "s per run, cold caches", ours["run_s"], plain["run_s"], details=details,
+                   targets=[Target(f"<{row.target_s:g} s", ours["run_s"], "<", row.target_s)])
+        out.append(r)
+    return out
+
+
 CASES: dict[int, tuple[str, Callable[[Sizes, Context], list[Result]]]] = {
     1: ("feature_extractor on Fashion-MNIST", case_feature_extractor),
     2: ("fine_tune_all training throughput", case_fine_tune_all),
@@ -457,12 +486,13 @@ CASES: dict[int, tuple[str, Callable[[Sizes, Context], list[Result]]]] = {
     4: ("frozen-backbone inference throughput", case_inference),
     5: ("offline default from a cold start (CLI, CPU)", case_cold_start),
     6: ("layer probe: one pass vs a feature pass and a per-group loop", case_probe_pass),
+    7: ("labs: each page-default run vs its plain implementation", case_labs),
 }
 
 
 def models_used(s: Sizes, cases: list[int]) -> set[str]:
     """Models whose ImageNet weights the chosen cases load (case 6 builds random weights only)."""
-    per_case = {1: s.c1_models, 2: s.c2_models, 3: (s.c3_model,), 4: s.c4_models, 5: ("efficientnet_lite0",), 6: ()}
+    per_case = {1: s.c1_models, 2: s.c2_models, 3: (s.c3_model,), 4: s.c4_models, 5: ("efficientnet_lite0",), 6: (), 7: ()}
     return {m for c in cases for m in per_case[c]}
 
 

@@ -28,6 +28,17 @@ class Row:
     target_s: float                   # issue 29's target on a quiet 2-core CPU
     plan: Callable[[], Plan]          # the page's default plan
     figure: Callable[[Any], tuple[str, float]]   # finished run -> (what the lesson reads, its value)
+    plain: dict[str, str] | None = None   # the settings of its plain implementation (FP32, UNSHARED)
+
+
+# The plain implementation of a lab's computation, per row (Row.plain): what a script without the engine's
+# speed-ups does. FP32: no bf16 autocast, no int8 features (a lab that computes its frozen codes once, as
+# any script would, or trains small networks from scratch, differs only there: its ratio says how little
+# the engine adds). UNSHARED: also no room in the frozen-feature cache, so every arm, seed, cut and epoch
+# runs its frozen layers again from the images (raw images through the network, the frozen part under
+# no_grad), as a script that does not share them does.
+FP32 = {"TLCORE_CPU_BF16": "0", "TLCORE_CPU_INT8": "0"}
+UNSHARED = {**FP32, "TLCORE_FEATURE_CACHE_MB": "0"}
 
 
 def _results(run, schema: str) -> list[dict]:
@@ -145,16 +156,17 @@ def _zs_figure(run) -> tuple[str, float]:
 
 
 ROWS: dict[str, Row] = {r.name: r for r in (
-    Row("probe", "Where to transfer: Run the probe", 30, _probe_plan, _probe_figure),
-    Row("dann", "Domain adaptation: Train", 30, _dann_plan, _dann_figure),
-    Row("negative_transfer", "Negative transfer: Run the comparison", 30, _nt_plan, _nt_figure),
-    Row("multitask", "Multi-task: Train", 30, _mt_plan, _mt_figure),
-    Row("forgetting", "Forgetting: Fine-tune five ways", 30, _fg_plan, _fg_figure),
-    Row("few_shot", "Few-shot: Run", 30, _fs_plan, _fs_figure),
-    Row("depth", "Why depth was hard: Train the networks", 30, _depth_plan, _depth_figure),
-    Row("zero_shot", "Zero-shot: Run", 30, _zs_plan, _zs_figure),
-    Row("cut_finetune", "Where to transfer: Fine-tune from every cut (1 epoch)", 60, _cuts_plan, _cuts_figure),
-    Row("similarity", "Strategy guide: Estimate similarity", 5, _similarity_plan, _similarity_figure),
+    Row("probe", "Where to transfer: Run the probe", 30, _probe_plan, _probe_figure, FP32),
+    Row("dann", "Domain adaptation: Train", 30, _dann_plan, _dann_figure, FP32),
+    Row("negative_transfer", "Negative transfer: Run the comparison", 30, _nt_plan, _nt_figure, UNSHARED),
+    Row("multitask", "Multi-task: Train", 30, _mt_plan, _mt_figure, FP32),
+    Row("forgetting", "Forgetting: Fine-tune five ways", 30, _fg_plan, _fg_figure, UNSHARED),
+    Row("few_shot", "Few-shot: Run", 30, _fs_plan, _fs_figure, FP32),
+    Row("depth", "Why depth was hard: Train the networks", 30, _depth_plan, _depth_figure, FP32),
+    Row("zero_shot", "Zero-shot: Run", 30, _zs_plan, _zs_figure, FP32),
+    Row("cut_finetune", "Where to transfer: Fine-tune from every cut (1 epoch)", 60, _cuts_plan, _cuts_figure,
+        UNSHARED),
+    Row("similarity", "Strategy guide: Estimate similarity", 5, _similarity_plan, _similarity_figure, FP32),
 )}
 
 
@@ -175,10 +187,13 @@ def run_row(row: Row, owner: str = "bench") -> dict[str, Any]:
     return {"row": row.name, "run_s": round(seconds, 2), "figure": what, "value": value}
 
 
-def run_cold(name: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """One row in a fresh process with empty caches: the seconds from the process's start to the result."""
+
+
+def run_cold(name: str, env: dict[str, str] | None = None, plain: bool = False) -> dict[str, Any]:
+    """One row in a fresh process with empty caches: the seconds from the process's start to the result.
+    `plain`: the plain implementation of the same computation (the row's `plain` settings)."""
     with tempfile.TemporaryDirectory(prefix="tlcore-labtime-") as tmp:
-        e = {**os.environ, **(env or {}), "TLCORE_HOME": str(Path(tmp, "home")),
+        e = {**os.environ, **(env or {}), **((ROWS[name].plain or FP32) if plain else {}), "TLCORE_HOME": str(Path(tmp, "home")),
              "TLCORE_CACHE_DIR": str(Path(tmp, "cache"))}
         t0 = time.perf_counter()
         out = subprocess.run([sys.executable, "-m", "tlcore.bench.labs", "--here", name], env=e,
