@@ -1,7 +1,9 @@
 """The forgetting lab: bad settings get one clear message; the old skill is measured as defined (the
-untouched network keeps all of it); each arm trains what it says (BatchNorm statistics only: not one
-backbone weight changes, while the statistics do); a small real run reports every arm and epoch, and
-the page draws a finished run. (The lessons suite runs the page defaults over seeds.)"""
+untouched network keeps all of it, and outputs stored at a cut read as a whole pass does); each arm
+trains what it says (BatchNorm statistics only: not one backbone weight changes, while the statistics
+do); a small real run reports every arm and epoch, agrees with the plain reference
+(forgetting_plain), and the page draws a finished run. (The lessons suite runs the page defaults over
+seeds.)"""
 import argparse
 
 import pytest
@@ -73,6 +75,24 @@ def test_the_crops_are_fixed_and_the_untouched_network_keeps_every_answer():
     assert skill.kept(original) < 0.5
 
 
+def test_outputs_stored_at_a_cut_read_as_a_whole_pass_does():
+    prepared = prepare(fg.make_plan(**TINY), lambda e: None)
+    original = imagenet_network("efficientnet_lite0").eval()
+    n = len(original.group_names)
+    skill = fg.imagenet_answers(original, prepared, crops_per_photo=3, keep=(3, 5, n))
+    assert sorted(skill.stored) == [3, 5, n] and fg.frozen_cuts(fg.make_plan(epochs=4), n) == (3, 4, 5, 6)
+    for cut in (0, 3, 5, n):                  # the untouched network, from the images or from a stored cut
+        assert torch.equal(skill.predictions(original, cut), skill.answers)
+    with torch.no_grad():                     # change the groups above cut 3: the stored outputs below still hold
+        for p in original.groups["stage3"].parameters():
+            p.mul_(1.5)
+    whole, stored = skill.predictions(original, 0), skill.predictions(original, 3)
+    assert (whole != skill.answers).any()
+    # the same function; the stored path runs the changed groups plainly, the whole pass through a fused
+    # fp32 copy, so a near-tie may round the other way: at most one crop of 24
+    assert int((whole != stored).sum()) <= 1
+
+
 def test_bn_only_changes_no_backbone_weight_but_the_statistics_and_the_gradual_arm_keeps_the_stem(tmp_path):
     prepared = prepare(fg.make_plan(**TINY), lambda e: None)
     original = imagenet_network("efficientnet_lite0").eval()
@@ -138,3 +158,29 @@ def test_sequential_measures_the_first_task_learned_in_the_run_while_a_second_tr
     # gradual unfreezing's first epoch trains the second task's head alone: the first task is untouched
     assert rows["gradual"]["skill_kept"] == pytest.approx(first)
     assert first > 0.1                                     # the first task was learned (ten classes)
+
+
+def test_the_fast_path_agrees_with_the_plain_reference(tmp_path, monkeypatch):
+    """The lab against forgetting_plain (whole network from raw images everywhere) on a tiny run. The arms
+    that train from raw images in both (all but gradual) take the very same steps: the same target
+    accuracy, exactly; their skill is read through a fused fp32 copy against the plain network, the same
+    function up to rounding, so a near-tie may flip: within one crop. Gradual trains on cached features,
+    which the engine stores in float16 (computed in bf16 where the CPU has it), against fp32 in the plain
+    run: within 0.03 of target accuracy (11 of 359 images) and two crops."""
+    from tlcore.labs import forgetting_plain
+    monkeypatch.setattr(old_skill, "CROPS_PER_PHOTO", 2)
+    plan = fg.make_plan(per_class=5, image_size=32, epochs=2, batch_size=16).replace(device="cpu")
+    events = []
+    fg.run(plan, events.append, lambda: False, tmp_path)
+    fast = {e.values["arm"]: e.values for e in events if isinstance(e, LabResult) and e.schema == fg.ARM}
+    plain = forgetting_plain.run(plan)
+    crop = 1 / (2 * len(old_skill.PHOTOS))
+    assert set(fast) == set(plain) == set(fg.ARMS)
+    for arm in fg.ARMS:
+        f, p = fast[arm], plain[arm]
+        if arm == "gradual":
+            assert abs(f["target_acc"] - p["target_acc"]) <= 0.03, (f, p)
+            assert abs(f["skill_kept"] - p["skill_kept"]) <= 2 * crop + 1e-9, (f, p)
+        else:
+            assert f["target_acc"] == p["target_acc"], (arm, f, p)
+            assert abs(f["skill_kept"] - p["skill_kept"]) <= crop + 1e-9, (arm, f, p)
