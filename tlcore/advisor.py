@@ -7,13 +7,17 @@ ImageNet is useful here, which is what "similar" means for transfer.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 
 from .data.base import ImageSplits
+
+if TYPE_CHECKING:
+    from .train.features import FeatureCache
 
 Size = Literal["small", "large"]
 Similarity = Literal["similar", "different"]
@@ -21,6 +25,7 @@ Similarity = Literal["similar", "different"]
 LARGE_PER_CLASS = 500        # training images per class from which we call a dataset "large" (rule of thumb)
 PROBE_SAMPLES = 400          # images the probe looks at: seconds on a laptop, enough to rank features
 PROBE_SIZE = 96              # px fed to the frozen network for the probe
+CODES_MODEL = "efficientnet_lite0"   # the frozen network whose codes are probed: offline, small
 CLEAR_GAIN = 0.05            # ImageNet features must beat pixels by 5 accuracy points to call the data similar
 
 RULES: dict[tuple[Size, Similarity], tuple[str, str]] = {
@@ -65,31 +70,73 @@ def recommend(size: Size, similarity: Similarity) -> tuple[str, str]:
     return RULES[(size, similarity)]
 
 
-def estimate_similarity(data: ImageSplits, *, samples: int = PROBE_SAMPLES, seed: int = 0) -> SimilarityEstimate:
-    """Cross-validated linear-probe accuracy on frozen ImageNet features vs on raw pixels."""
+def estimate_similarity(data: ImageSplits, *, samples: int = PROBE_SAMPLES, seed: int = 0,
+                        cache: FeatureCache | None = None) -> SimilarityEstimate:
+    """Cross-validated linear-probe accuracy on frozen ImageNet features vs on raw pixels. With a
+    feature cache (the run passes the engine's), the sample's CNN codes are kept there: a class
+    estimating the same data with the same seed computes them once."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from .device import pick
-    from .models import MODELS, build_network
-    from .train.pipeline import Preprocess
     from .train.sklearn_heads import pixel_features
 
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(data.train_y), generator=g)[:samples]
     x, y = data.train_x[idx], data.train_y[idx].numpy()
-    policy = pick("auto")
-    spec = MODELS["efficientnet_lite0"]
-    net = build_network("efficientnet_lite0", 2).to(policy.device).eval()
-    prep = Preprocess(PROBE_SIZE, spec.mean, spec.std, policy)
-    with torch.no_grad():
-        codes = torch.cat([net.features(prep(x[i:i + 64])).float().cpu() for i in range(0, len(x), 64)]).numpy()
+    codes = _cnn_codes(data, idx, x, cache).numpy()
     folds = int(max(2, min(5, np.bincount(y).min())))
 
     def probe(features: np.ndarray) -> float:
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=0.5))
         return float(cross_val_score(clf, features, y, cv=folds).mean())
 
-    return SimilarityEstimate(probe(codes), probe(pixel_features(x)), len(y))
+    with _one_blas_thread():
+        return SimilarityEstimate(probe(codes), probe(pixel_features(x)), len(y))
+
+
+def _cnn_codes(data: ImageSplits, idx: torch.Tensor, x: torch.Tensor, cache: FeatureCache | None) -> torch.Tensor:
+    """EfficientNet-Lite0's pooled top features of the sample at PROBE_SIZE px (float32, CPU), through
+    the engine's inference copy of the network (BatchNorm folded, activations fused on a CPU: 1.8x
+    the plain pass, the same codes to ~1e-5), in fp32 as before rather than the policy's bf16, whose
+    codes are 4-8% off."""
+    import dataclasses
+    import hashlib
+
+    from .device import pick
+    from .models import MODELS, build_network
+    from .models.build import weights_identity
+    from .train.features import FrozenPrefix, feature_identity, feature_key
+    from .train.pipeline import Preprocess
+
+    policy = pick("auto")
+    key = None
+    if cache is not None and data.fingerprint:   # data built in memory has no identity to key on
+        ident = feature_identity(data_fingerprint=data.fingerprint, model=CODES_MODEL,
+                                 weights=weights_identity(CODES_MODEL), truncate_after="", size=PROBE_SIZE,
+                                 policy=policy)
+        rows = hashlib.sha256(idx.numpy().tobytes()).hexdigest()[:16]
+        key = feature_key({**ident, "mode": "similarity-codes-fp32", "rows": rows}, -1)
+        hit = cache.get(key)
+        if hit is not None:
+            return hit[0]
+    spec = MODELS[CODES_MODEL]
+    net = build_network(CODES_MODEL, 2).to(policy.device, memory_format=policy.memory_format()).eval()
+    prep = Preprocess(PROBE_SIZE, spec.mean, spec.std, policy)
+    frozen = FrozenPrefix(net, len(net.group_names), prep, dataclasses.replace(policy, amp_dtype=None))
+    with torch.no_grad():
+        codes = torch.cat([frozen(prep(x[i:i + 64])).float().cpu() for i in range(0, len(x), 64)])
+    if key is not None:
+        cache.put(key, codes, codes[:0])
+    return codes
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """The probes' fits on one BLAS thread: on two, scipy's L-BFGS spent 40x the CPU time on these
+    small matrices (a 2-core Zen 5, one other busy process), waking and spinning threads. Process-wide
+    while inside (OpenBLAS has no per-thread limit). The layer probe does the same (labs.probe)."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1, user_api="blas"):
+        yield

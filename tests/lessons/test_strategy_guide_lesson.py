@@ -2,7 +2,9 @@
 in the "different" row and a photo set in the "similar" row. The guide's similarity run (its page's
 plan: the default plan's EfficientNet-Lite0 at the CPU's default 96 px) on digits and on an offline
 photo set of materials (tests/lessons/photo_sets.py: crops of the photos shipped in scikit-image,
-classes told apart by content only), seeds 0, 1, 2 (the seed draws the probe's sample)."""
+classes told apart by content only), seeds 0, 1, 2 (the seed draws the probe's sample).
+Measured (one thread, codes from the folded fp32 copy since issue 29, the same as before): CNN - pixels
+digits -0.035, -0.068, -0.040; materials 0.788, 0.795, 0.830."""
 from __future__ import annotations
 
 import time
