@@ -30,7 +30,7 @@ st.markdown(f"""
 linear classifier twice, scored by cross-validation: once on the frozen EfficientNet-Lite0 features
 (its "CNN codes") and once on the raw pixels. If ImageNet features beat raw pixels by at least
 {advisor.CLEAR_GAIN * 100:.0f} points, what the network learned on ImageNet carries over to your images —
-that is what "similar" means for transfer. The estimate is a run of its own, queued like any other: about half a minute on a 2-core CPU at the default size (38 s in our try), seconds on a GPU.
+that is what "similar" means for transfer. The estimate is a run of its own, queued like any other: a few seconds on a 2-core CPU at the default size (about 2 s in our try on a 2-core AMD EPYC, Zen 5), seconds on a GPU.
 """)
 # The probe is a run of its own kind: it waits its turn in the job queue, under the host's limits,
 # like every run, instead of computing in this page's thread.
