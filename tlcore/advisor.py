@@ -7,7 +7,6 @@ ImageNet is useful here, which is what "similar" means for transfer.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -80,7 +79,7 @@ def estimate_similarity(data: ImageSplits, *, samples: int = PROBE_SAMPLES, seed
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from .train.sklearn_heads import pixel_features
+    from .train.sklearn_heads import one_blas_thread, pixel_features
 
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(data.train_y), generator=g)[:samples]
@@ -92,7 +91,7 @@ def estimate_similarity(data: ImageSplits, *, samples: int = PROBE_SAMPLES, seed
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=0.5))
         return float(cross_val_score(clf, features, y, cv=folds).mean())
 
-    with _one_blas_thread():
+    with one_blas_thread():
         return SimilarityEstimate(probe(codes), probe(pixel_features(x)), len(y))
 
 
@@ -132,11 +131,3 @@ def _cnn_codes(data: ImageSplits, idx: torch.Tensor, x: torch.Tensor, cache: Fea
     return codes
 
 
-@contextlib.contextmanager
-def _one_blas_thread():
-    """The probes' fits on one BLAS thread: on two, scipy's L-BFGS spent 40x the CPU time on these
-    small matrices (a 2-core Zen 5, one other busy process), waking and spinning threads. Process-wide
-    while inside (OpenBLAS has no per-thread limit). The layer probe does the same (labs.probe)."""
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(1, user_api="blas"):
-        yield

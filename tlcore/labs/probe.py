@@ -36,6 +36,7 @@ from ..train.features import FeatureCache, FrozenPrefix, default_cache, feature_
 from ..train.phases import FEATURE_BATCH, build, cache_identity, prepare, started
 from ..train.pipeline import Preprocess
 from ..train.scope import RunScope, check_stop
+from ..train.sklearn_heads import one_blas_thread
 
 GROUP_SCHEMA = register_schema("probe_group", {"group": str, "index": int, "dim": int, "val_acc": float,
                                                "c": float})
@@ -121,17 +122,6 @@ def pooled_features(net: Network, images: torch.Tensor, prep, batch: int = 64,
         if progress is not None:
             progress(min(start + batch, n), n)
     return [torch.cat(p) for p in parts]
-
-
-@contextmanager
-def one_blas_thread():
-    """sklearn's fits on small matrices, on one BLAS thread: on two, scipy's L-BFGS spent 25x the CPU
-    time (1 s -> 80 s for the top group on a 2-core Zen 5 with one other busy process), waking and
-    spinning threads for vectors of ~10k values. The limit is the process's while inside (OpenBLAS
-    has no per-thread setting): a fit in another job meanwhile also gets one, which suits it too."""
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(1, user_api="blas"):
-        yield
 
 
 def _folds(train_y: np.ndarray) -> int:

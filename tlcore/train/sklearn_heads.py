@@ -5,6 +5,8 @@ something simple; `pixel_svm` is that baseline, scored with the same metrics as 
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -12,6 +14,18 @@ import torch.nn.functional as F
 # An RBF SVM is quadratic in the sample count; above this a linear SVM keeps the run in seconds.
 MAX_KERNEL_SVM_SAMPLES = 10_000
 PIXEL_SIDE = 32  # raw pixels are compared at most at 32x32: more adds dimensions, not information
+
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """sklearn's fits on small matrices, on one BLAS thread: on two, scipy's L-BFGS spent 25-40x the CPU
+    time (the layer probe's top group 1 s -> 80 s on a 2-core Zen 5 with one other busy process),
+    waking and spinning threads for vectors of ~10k values. Process-wide while inside (OpenBLAS has no
+    per-thread setting): a fit in another job meanwhile also gets one, which suits it too."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1, user_api="blas"):
+        yield
 
 
 def pixel_features(images: torch.Tensor, side: int = PIXEL_SIDE) -> np.ndarray:
