@@ -178,8 +178,9 @@ def charts(run) -> None:
 
 
 # A queued run has nothing to draw but its place in the queue: its page looks every 2 s and draws no
-# charts, and reruns once when the run starts. In a class most pages wait in the queue, and their charts
-# redrawn every second were most of the server's work while the runs waited for the CPU (issue 29).
+# charts, and goes on at that pace once the run starts (a whole-page rerun then would cost the server
+# more than the run). In a class most pages wait in the queue, and their charts redrawn every second
+# were most of the server's work while the runs waited for the CPU (issue 29).
 @st.fragment(run_every={"queued": 2.0, "running": 1.0}.get(status))
 def live(run_id: str) -> None:
     if status == "queued":
@@ -187,11 +188,10 @@ def live(run_id: str) -> None:
             waiting = store.load(run_id, with_steps=False)
         except RunNotFound:
             waiting = None
-        if waiting is None or waiting.status != "queued":
-            st.rerun()   # it started, ended or went: the page follows it from here
-        st.subheader(f"Run {widgets.run_title(waiting)}")
-        widgets.progress(waiting)
-        return
+        if waiting is not None and waiting.status == "queued":
+            st.subheader(f"Run {widgets.run_title(waiting)}")
+            widgets.progress(waiting)
+            return
     run = watched(run_id)
     if run is None:
         return
